@@ -1,0 +1,96 @@
+// ztunnel configuration from environment variables, with Istio ztunnel's names and defaults where the feature exists.
+
+export type ProxyMode = 'dedicated' | 'shared';
+
+export interface WorkloadInfo {
+  namespace: string;
+  name: string;
+  serviceAccount: string;
+}
+
+export interface Config {
+  proxyMode: ProxyMode;
+  /** Dedicated mode: the workload whose network namespace this ztunnel shares. */
+  proxyWorkloadInfo?: WorkloadInfo;
+  localXdsPath?: string;
+  nodeName: string;
+  trustDomain: string;
+  clusterId: string;
+  network: string;
+  localCaCert?: string;
+  localCaKey?: string;
+  /** Leaf lifetime for the local CA; refreshed at half of it. */
+  certTtlSeconds: number;
+  enableSocks5: boolean;
+  /** Spoof the client's IP on inbound connections to the app (best effort). */
+  enableOrigSrc: boolean;
+  /** How long SIGTERM waits for open connections before closing them. */
+  terminationDeadlineMs: number;
+  /** Bind address for the data-plane listeners (dedicated mode binds in ztunnel's own netns). */
+  bindAddress: string;
+  ports: { outbound: number; inbound: number; inboundPlaintext: number; socks5: number; metrics: number; readiness: number; admin: number };
+  logLevel: string;
+}
+
+export class ConfigError extends Error {}
+
+type Env = Record<string, string | undefined>;
+
+function bool(env: Env, name: string, def: boolean): boolean {
+  const v = env[name];
+  if (v === undefined || v === '') return def;
+  if (/^(true|1|yes)$/i.test(v)) return true;
+  if (/^(false|0|no)$/i.test(v)) return false;
+  throw new ConfigError(`${name} must be true or false, got ${JSON.stringify(v)}`);
+}
+
+function int(env: Env, name: string, def: number): number {
+  const v = env[name];
+  if (v === undefined || v === '') return def;
+  if (!/^\d+$/.test(v)) throw new ConfigError(`${name} must be a non-negative integer, got ${JSON.stringify(v)}`);
+  return Number(v);
+}
+
+/** Istio: leave Kubernetes a few seconds before SIGKILL (5 s when the grace period is long, else 1 s), at least 1 s. */
+function terminationDeadlineMs(env: Env): number {
+  const explicit = env.CONNECTION_TERMINATION_DEADLINE;
+  if (explicit) {
+    const m = /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(explicit);
+    if (!m) throw new ConfigError(`CONNECTION_TERMINATION_DEADLINE must look like 5s or 500ms, got ${JSON.stringify(explicit)}`);
+    return Number(m[1]) * (m[2] === 'ms' ? 1 : 1000);
+  }
+  if (!env.TERMINATION_GRACE_PERIOD_SECONDS) return 5000;
+  const secs = int(env, 'TERMINATION_GRACE_PERIOD_SECONDS', 5);
+  return Math.max(secs > 10 ? secs - 5 : secs - 1, 1) * 1000;
+}
+
+export function loadConfig(env: Env = process.env): Config {
+  const mode = env.PROXY_MODE ?? 'shared';
+  if (mode !== 'dedicated' && mode !== 'shared') throw new ConfigError(`PROXY_MODE must be one of dedicated, shared (got ${JSON.stringify(mode)})`);
+  let proxyWorkloadInfo: WorkloadInfo | undefined;
+  if (mode === 'dedicated') {
+    const raw = env.PROXY_WORKLOAD_INFO;
+    const parts = raw?.split('/');
+    if (!raw || parts?.length !== 3 || parts.some((p) => p === ''))
+      throw new ConfigError(`PROXY_MODE=dedicated requires PROXY_WORKLOAD_INFO=<namespace>/<name>/<service-account> (got ${JSON.stringify(raw ?? '')})`);
+    proxyWorkloadInfo = { namespace: parts[0]!, name: parts[1]!, serviceAccount: parts[2]! };
+  }
+  return {
+    proxyMode: mode,
+    proxyWorkloadInfo,
+    localXdsPath: env.LOCAL_XDS_PATH || undefined,
+    nodeName: env.NODE_NAME ?? '',
+    trustDomain: env.TRUST_DOMAIN || 'cluster.local',
+    clusterId: env.ISTIO_META_CLUSTER_ID || env.CLUSTER_ID || 'Kubernetes',
+    network: env.NETWORK ?? '',
+    localCaCert: env.LOCAL_CA_CERT || undefined,
+    localCaKey: env.LOCAL_CA_KEY || undefined,
+    certTtlSeconds: int(env, 'WORKLOAD_CERT_TTL_SECONDS', 24 * 3600),
+    enableSocks5: bool(env, 'UNSTABLE_ENABLE_SOCKS5', false),
+    enableOrigSrc: bool(env, 'ENABLE_ORIG_SRC', true),
+    terminationDeadlineMs: terminationDeadlineMs(env),
+    bindAddress: env.BIND_ADDRESS || '0.0.0.0',
+    ports: { outbound: 15001, inbound: 15008, inboundPlaintext: 15006, socks5: 15080, metrics: 15020, readiness: 15021, admin: 15000 },
+    logLevel: env.LOG_LEVEL || env.RUST_LOG || 'info',
+  };
+}

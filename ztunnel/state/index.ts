@@ -1,0 +1,58 @@
+import { EventEmitter } from 'node:events';
+import { PolicyStore } from './policies.js';
+import { ServiceStore, type Endpoint } from './services.js';
+import type { MeshConfig, Service, Workload } from './types.js';
+import { WorkloadStore } from './workloads.js';
+
+export type Destination = { kind: 'workload'; workload: Workload } | { kind: 'service'; service: Service };
+
+/**
+ * Everything ztunnel knows about the mesh. Config sources write it; proxies,
+ * admin and telemetry read it and listen for 'change'.
+ */
+export class ProxyState extends EventEmitter<{ change: [] }> {
+  readonly workloads = new WorkloadStore();
+  readonly services = new ServiceStore();
+  readonly policies = new PolicyStore();
+
+  /** Replace the whole state (a full snapshot from a source such as the local file). */
+  replace(cfg: MeshConfig): void {
+    for (const w of [...this.workloads.all()]) this.removeWorkload(w.uid, false);
+    for (const s of [...this.services.all()]) this.services.remove(`${s.namespace}/${s.hostname}`);
+    for (const p of [...this.policies.all()]) this.policies.remove(`${p.namespace}/${p.name}`);
+    for (const w of cfg.workloads) this.upsertWorkload(w, false);
+    for (const s of cfg.services) this.services.upsert(s);
+    for (const p of cfg.policies) this.policies.upsert(p);
+    this.emit('change');
+  }
+
+  upsertWorkload(w: Workload, notify = true): void {
+    this.removeWorkload(w.uid, false);
+    this.workloads.upsert(w);
+    this.services.addEndpoints(w);
+    if (notify) this.emit('change');
+  }
+
+  removeWorkload(uid: string, notify = true): void {
+    const old = this.workloads.remove(uid);
+    if (old) this.services.removeEndpoints(old);
+    if (old && notify) this.emit('change');
+  }
+
+  /** What an address means: a workload IP wins over a service VIP (they should not overlap). */
+  findDestination(network: string, ip: string): Destination | undefined {
+    const workload = this.workloads.byAddress(network, ip);
+    if (workload) return { kind: 'workload', workload };
+    const service = this.services.byAddress(network, ip);
+    if (service) return { kind: 'service', service };
+    return undefined;
+  }
+
+  /** Endpoints of a service with their workloads resolved (those whose workload is unknown are skipped). */
+  *endpointsOf(service: Service): Iterable<{ endpoint: Endpoint; workload: Workload }> {
+    for (const endpoint of this.services.endpoints(`${service.namespace}/${service.hostname}`)) {
+      const workload = this.workloads.get(endpoint.workloadUid);
+      if (workload) yield { endpoint, workload };
+    }
+  }
+}

@@ -1,0 +1,104 @@
+// The ztunnel's model of the mesh. These are the shapes every config source
+// (local file now, xDS later) converts into; proxies only read them.
+
+export type InboundProtocol = 'HBONE' | 'TCP';
+export type HealthStatus = 'Healthy' | 'Unhealthy';
+
+/** An IP address in a network: the key used to find workloads and services by address. */
+export interface NetworkAddress {
+  network: string;
+  address: string; // canonical textual IP
+}
+
+/** Service port -> target port on the workload. */
+export type PortMap = ReadonlyMap<number, number>;
+
+export interface Workload {
+  uid: string;
+  name: string;
+  namespace: string;
+  serviceAccount: string;
+  trustDomain: string;
+  workloadIps: string[];
+  network: string;
+  protocol: InboundProtocol;
+  node: string;
+  hostname: string;
+  canonicalName: string;
+  canonicalRevision: string;
+  workloadName: string;
+  workloadType: string;
+  clusterId: string;
+  status: HealthStatus;
+  /** Policies (`ns/name`) with scope WORKLOAD_SELECTOR that select this workload. */
+  authorizationPolicies: string[];
+  /** `ns/hostname` -> service port -> target port. Makes this workload an endpoint of those services. */
+  services: ReadonlyMap<string, PortMap>;
+}
+
+export interface Service {
+  name: string;
+  namespace: string;
+  hostname: string;
+  vips: NetworkAddress[];
+  /** Service port -> target port; 0 means "named port, ask the workload's port map". */
+  ports: PortMap;
+  subjectAltNames: string[];
+}
+
+export type StringMatch =
+  | { exact: string }
+  | { prefix: string }
+  | { suffix: string }
+  | { presence: true };
+
+/** An IP network; `prefixLen` covers the whole address when it came without a length. */
+export interface Cidr {
+  address: string;
+  prefixLen: number;
+}
+
+export interface ServiceAccountMatch {
+  namespace: string;
+  serviceAccount: string;
+}
+
+/** One match group: every non-empty field must match (any-of positive, none-of negative). */
+export interface RbacMatch {
+  namespaces: StringMatch[];
+  notNamespaces: StringMatch[];
+  principals: StringMatch[];
+  notPrincipals: StringMatch[];
+  serviceAccounts: ServiceAccountMatch[];
+  notServiceAccounts: ServiceAccountMatch[];
+  sourceIps: Cidr[];
+  notSourceIps: Cidr[];
+  destinationIps: Cidr[];
+  notDestinationIps: Cidr[];
+  destinationPorts: number[];
+  notDestinationPorts: number[];
+}
+
+export type RbacScope = 'Global' | 'Namespace' | 'WorkloadSelector';
+export type RbacAction = 'Allow' | 'Deny';
+
+export interface Authorization {
+  name: string;
+  namespace: string;
+  scope: RbacScope;
+  action: RbacAction;
+  /** Any rule matches -> policy matches. A rule is a list of clauses (all must match); a clause is a list of match groups (any). */
+  rules: RbacMatch[][][];
+  dryRun: boolean;
+}
+
+/** Everything a config source delivers in one go. */
+export interface MeshConfig {
+  workloads: Workload[];
+  services: Service[];
+  policies: Authorization[];
+}
+
+export const policyKey = (p: { namespace: string; name: string }): string => `${p.namespace}/${p.name}`;
+export const serviceKey = (s: { namespace: string; hostname: string }): string => `${s.namespace}/${s.hostname}`;
+export const addressKey = (network: string, ip: string): string => `${network}/${ip}`;
