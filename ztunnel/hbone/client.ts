@@ -1,0 +1,38 @@
+// Opens an HBONE connection: TCP (through the socket factory) + mTLS + HTTP/2 client session.
+import http2, { type ClientHttp2Session } from 'node:http2';
+import tls from 'node:tls';
+import type { WorkloadCertificate } from '../identity/manager.js';
+import { formatHostPort } from '../net/ip.js';
+import type { SocketFactory } from '../net/sockets.js';
+import { CONNECTION_WINDOW, clientSessionOptions } from './settings.js';
+import { clientTlsOptions } from './tls.js';
+
+export interface HboneDialTarget {
+  ip: string;
+  port: number;
+  /** The server must present one of these SPIFFE URIs. */
+  expectedIdentities: readonly string[];
+}
+
+/** Resolves once the TLS handshake (including the identity check) has succeeded. */
+export function dialHbone(target: HboneDialTarget, cert: WorkloadCertificate, sockets: SocketFactory): Promise<ClientHttp2Session> {
+  return new Promise((resolve, reject) => {
+    const tcp = sockets.connect(target.ip, target.port);
+    const tlsSocket = tls.connect({ socket: tcp, ...clientTlsOptions(cert, target.expectedIdentities) });
+    const fail = (err: Error) => {
+      tlsSocket.destroy();
+      reject(err);
+    };
+    tlsSocket.once('error', fail);
+    tlsSocket.once('secureConnect', () => {
+      tlsSocket.off('error', fail);
+      if (tlsSocket.alpnProtocol !== 'h2') return fail(new Error(`HBONE peer ${target.ip}:${target.port} did not negotiate h2`));
+      const session = http2.connect(`https://${formatHostPort(target.ip, target.port)}`, {
+        ...clientSessionOptions,
+        createConnection: () => tlsSocket,
+      });
+      session.once('connect', () => session.setLocalWindowSize(CONNECTION_WINDOW));
+      resolve(session);
+    });
+  });
+}

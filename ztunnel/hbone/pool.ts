@@ -1,0 +1,161 @@
+// Pooled HBONE connections: streams are multiplexed on shared HTTP/2 connections per pool key.
+import type { ClientHttp2Session, ClientHttp2Stream, OutgoingHttpHeaders } from 'node:http2';
+import { MAX_STREAMS_PER_CONNECTION } from './settings.js';
+
+export interface PoolKey {
+  srcIdentity: string;
+  expectedIdentities: readonly string[];
+  dstIp: string;
+  dstPort: number;
+  srcIp: string;
+}
+
+export class HboneStatusError extends Error {
+  constructor(readonly status: number) {
+    super(`HBONE CONNECT answered ${status}`);
+  }
+}
+
+interface Conn {
+  session?: ClientHttp2Session;
+  ready: Promise<ClientHttp2Session>;
+  reserved: number;
+  dead: boolean;
+  idleTimer?: NodeJS.Timeout;
+  pingTimer?: NodeJS.Timeout;
+}
+
+export interface PoolOptions {
+  idleTimeoutMs?: number;
+  pingIntervalMs?: number;
+  maxStreams?: number;
+}
+
+export const poolKeyString = (k: PoolKey): string =>
+  `${k.srcIdentity}|${[...k.expectedIdentities].sort().join(',')}|${k.dstIp}|${k.dstPort}|${k.srcIp}`;
+
+export class HbonePool {
+  private readonly conns = new Map<string, Conn[]>();
+  private readonly idleMs: number;
+  private readonly pingMs: number;
+  private readonly maxStreams: number;
+
+  constructor(
+    private readonly dial: (key: PoolKey) => Promise<ClientHttp2Session>,
+    opts: PoolOptions = {},
+  ) {
+    this.idleMs = opts.idleTimeoutMs ?? 5 * 60_000;
+    this.pingMs = opts.pingIntervalMs ?? 10_000;
+    this.maxStreams = opts.maxStreams ?? MAX_STREAMS_PER_CONNECTION;
+  }
+
+  /** Number of live HTTP/2 connections (for tests and metrics). */
+  get connectionCount(): number {
+    let n = 0;
+    for (const list of this.conns.values()) n += list.filter((c) => !c.dead).length;
+    return n;
+  }
+
+  /** Open a CONNECT stream; resolves after a 200 response, rejects with HboneStatusError otherwise. */
+  async connect(key: PoolKey, headers: OutgoingHttpHeaders): Promise<ClientHttp2Stream> {
+    const k = poolKeyString(key);
+    const conn = this.reserve(k, key);
+    let released = false;
+    const release = () => {
+      if (!released) this.release(k, conn), (released = true);
+    };
+    try {
+      const session = await conn.ready;
+      const stream = session.request(headers, { endStream: false });
+      stream.once('close', release);
+      return await new Promise<ClientHttp2Stream>((resolve, reject) => {
+        const onError = (err: Error) => reject(err);
+        stream.once('error', onError);
+        stream.once('response', (h) => {
+          stream.off('error', onError);
+          const status = Number(h[':status']);
+          if (status === 200) return resolve(stream);
+          stream.resume(); // drain any body so the stream can close
+          stream.close();
+          reject(new HboneStatusError(status));
+        });
+      });
+    } catch (err) {
+      release();
+      throw err;
+    }
+  }
+
+  /** Gracefully close every connection (GOAWAY); streams in flight finish. */
+  close(): void {
+    for (const list of this.conns.values()) for (const c of list) this.retire(c, true);
+    this.conns.clear();
+  }
+
+  private reserve(k: string, key: PoolKey): Conn {
+    let list = this.conns.get(k);
+    if (!list) this.conns.set(k, (list = []));
+    let conn = list.find((c) => !c.dead && c.reserved < this.maxStreams);
+    if (!conn) {
+      const c: Conn = { reserved: 0, dead: false, ready: this.dial(key) };
+      c.ready.then(
+        (s) => this.adopt(k, c, s),
+        () => this.drop(k, c),
+      );
+      list.push(c);
+      conn = c;
+    }
+    conn.reserved++;
+    if (conn.idleTimer) clearTimeout(conn.idleTimer), (conn.idleTimer = undefined);
+    return conn;
+  }
+
+  private adopt(k: string, c: Conn, s: ClientHttp2Session): void {
+    c.session = s;
+    if (c.dead) return void s.close();
+    // GOAWAY from the peer: no new streams here, running ones finish.
+    s.once('goaway', () => this.drop(k, c));
+    s.once('close', () => this.drop(k, c));
+    s.once('error', () => this.drop(k, c));
+    c.pingTimer = setInterval(() => {
+      if (!s.destroyed) s.ping((err) => err && !s.destroyed && s.destroy(err));
+    }, this.pingMs);
+    c.pingTimer.unref();
+    if (c.reserved === 0) this.startIdle(k, c);
+  }
+
+  private release(k: string, c: Conn): void {
+    c.reserved--;
+    if (c.reserved === 0 && c.session) this.startIdle(k, c);
+  }
+
+  private startIdle(k: string, c: Conn): void {
+    if (c.idleTimer) clearTimeout(c.idleTimer);
+    c.idleTimer = setTimeout(() => {
+      if (c.reserved === 0) {
+        this.drop(k, c);
+        this.retire(c, true);
+      }
+    }, this.idleMs);
+    c.idleTimer.unref();
+  }
+
+  private drop(k: string, c: Conn): void {
+    c.dead = true;
+    if (c.pingTimer) clearInterval(c.pingTimer);
+    if (c.idleTimer) clearTimeout(c.idleTimer);
+    const list = this.conns.get(k);
+    if (!list) return;
+    const i = list.indexOf(c);
+    if (i >= 0) list.splice(i, 1);
+    if (list.length === 0) this.conns.delete(k);
+  }
+
+  private retire(c: Conn, graceful: boolean): void {
+    c.dead = true;
+    if (c.pingTimer) clearInterval(c.pingTimer);
+    if (c.idleTimer) clearTimeout(c.idleTimer);
+    const s = c.session;
+    if (s && !s.destroyed) graceful ? s.close() : s.destroy();
+  }
+}

@@ -1,0 +1,71 @@
+// HBONE server: mTLS with client certificates from our trust domain, then an HTTP/2 session per connection.
+import http2, { type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import tls from 'node:tls';
+import type { Logger } from 'pino';
+import type { WorkloadCertificate } from '../identity/manager.js';
+import { formatIdentity, type Identity } from '../identity/spiffe.js';
+import { canonicalIp } from '../net/ip.js';
+import { serverSessionOptions } from './settings.js';
+import { peerIdentity, serverTlsOptions } from './tls.js';
+
+export interface HboneServerPeer {
+  identity: Identity;
+  ip: string;
+  port: number;
+}
+
+export type StreamHandler = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: HboneServerPeer) => void;
+
+export class HboneServer {
+  readonly tls: tls.Server;
+  private readonly sessions = new Set<ServerHttp2Session>();
+
+  constructor(
+    cert: WorkloadCertificate,
+    private readonly trustDomain: string,
+    private readonly onStream: StreamHandler,
+    private readonly log: Logger,
+  ) {
+    this.tls = tls.createServer(serverTlsOptions(cert), (s) => this.accept(s));
+    this.tls.on('tlsClientError', (err, s) => {
+      log.warn({ 'src.addr': `${s.remoteAddress}:${s.remotePort}`, err: err.message }, 'HBONE handshake failed');
+    });
+  }
+
+  /** Serve a rotated certificate to new connections. */
+  setCertificate(cert: WorkloadCertificate): void {
+    this.tls.setSecureContext(serverTlsOptions(cert));
+  }
+
+  private accept(socket: tls.TLSSocket): void {
+    const ip = canonicalIp(socket.remoteAddress ?? '');
+    const port = socket.remotePort ?? 0;
+    const identity = peerIdentity(socket);
+    if (!identity || identity.trustDomain !== this.trustDomain) {
+      this.log.warn(
+        { 'src.addr': `${ip}:${port}`, 'src.identity': identity ? formatIdentity(identity) : '(none)', trustDomain: this.trustDomain },
+        'HBONE client rejected: identity not in our trust domain',
+      );
+      socket.destroy();
+      return;
+    }
+    const session = http2.performServerHandshake(socket, serverSessionOptions);
+    this.sessions.add(session);
+    session.on('close', () => this.sessions.delete(session));
+    session.on('error', (err) => this.log.debug({ err: err.message }, 'HBONE session error'));
+    session.on('stream', (stream, headers) => {
+      stream.on('error', () => {}); // reset by the peer: splice/telemetry see 'close'
+      this.onStream(stream, headers, { identity, ip, port });
+    });
+  }
+
+  /** Stop accepting; send GOAWAY so clients open no new streams while running ones finish. */
+  shutdown(): void {
+    this.tls.close();
+    for (const s of this.sessions) if (!s.closed) s.close();
+  }
+
+  destroyAll(): void {
+    for (const s of this.sessions) s.destroy();
+  }
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env node
+// ztunnel entry point: configuration from the environment (see README), SIGTERM/SIGINT drain.
+import { Ztunnel } from './app.js';
+import { loadConfig } from './config/env.js';
+
+const HELP = `ambit ztunnel: the per-node (or, in dedicated mode, per-workload) proxy of an ambient mesh.
+
+Usage: node dist/ztunnel/main.js [--help]
+
+Configured by environment variables (Istio ztunnel names):
+  PROXY_MODE            dedicated (implemented) | shared (not yet)
+  PROXY_WORKLOAD_INFO   dedicated mode: <namespace>/<name>/<service-account> of the proxied workload
+  LOCAL_XDS_PATH        YAML file with workloads, services, policies (re-read on change)
+  LOCAL_CA_CERT         root certificate PEM (created with LOCAL_CA_KEY when both are absent)
+  LOCAL_CA_KEY          root key PEM (PKCS#8, ECDSA P-256)
+  TRUST_DOMAIN          default cluster.local
+  CLUSTER_ID            default Kubernetes
+  NODE_NAME, NETWORK    this node's name and network
+  UNSTABLE_ENABLE_SOCKS5=true   SOCKS5 on 127.0.0.1:15080
+  TERMINATION_GRACE_PERIOD_SECONDS / CONNECTION_TERMINATION_DEADLINE   drain deadline
+  WORKLOAD_CERT_TTL_SECONDS     leaf lifetime (default 86400), refreshed at half
+  LOG_LEVEL             trace|debug|info|warn|error (default info)
+Ports: 15001 outbound, 15006 inbound plaintext, 15008 HBONE, 15020 metrics, 15021 readiness, 127.0.0.1:15000 admin.
+`;
+
+if (process.argv.includes('--help') || process.argv.includes('-h')) {
+  process.stdout.write(HELP);
+  process.exit(0);
+}
+
+let zt: Ztunnel;
+try {
+  zt = new Ztunnel(loadConfig());
+} catch (e) {
+  process.stderr.write(`ztunnel: ${(e as Error).message}\n`);
+  process.exit(1);
+}
+
+process.on('SIGTERM', () => void zt.stop('SIGTERM'));
+process.on('SIGINT', () => void zt.stop('SIGINT'));
+// However the drain was started (signal or POST /quitquitquit), exit when it is done.
+void zt.stopped.then(() => process.exit(0));
+
+zt.start().catch((e: Error) => {
+  zt.log.fatal({ err: e.message }, 'ztunnel failed to start');
+  process.stderr.write(`ztunnel: ${e.message}\n`);
+  process.exit(1);
+});

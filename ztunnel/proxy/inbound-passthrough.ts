@@ -1,0 +1,48 @@
+// Inbound plaintext (15006): TCP from outside the mesh to a local workload, still subject to L4 policy.
+import type net from 'node:net';
+import { canonicalIp, formatHostPort } from '../net/ip.js';
+import { authorize, type ConnectionInfo } from '../rbac/authorize.js';
+import { ConnectionTelemetry } from '../telemetry/connection.js';
+import { peerOf, trafficLabels } from '../telemetry/metrics.js';
+import type { ProxyContext } from './context.js';
+import { splice } from './splice.js';
+
+export async function handleInboundPlaintext(ctx: ProxyContext, down: net.Socket, dstIpRaw: string, dstPort: number): Promise<void> {
+  const srcIp = canonicalIp(down.remoteAddress ?? '');
+  const srcAddr = formatHostPort(srcIp, down.remotePort ?? 0);
+  const dstIp = canonicalIp(dstIpRaw);
+  const fail = (error: string) => {
+    ctx.accessLog.warn({ 'src.addr': srcAddr, 'dst.addr': formatHostPort(dstIp, dstPort), direction: 'inbound', error }, 'connection failed');
+    down.resetAndDestroy();
+  };
+  const dst = ctx.servedWorkload(dstIp);
+  if (!dst) return fail(`${dstIp} is not a workload served here`);
+  if (Object.values(ctx.cfg.ports).includes(dstPort)) return fail(`refusing a connection to ztunnel's own port ${dstPort}`);
+  const info: ConnectionInfo = { srcIp, dstIp, dstPort };
+  const decision = authorize(ctx.state.policies.forWorkload(dst), info);
+  if (!decision.allowed) return fail(decision.reason);
+
+  const src = ctx.state.workloads.byAddress(ctx.cfg.network, srcIp);
+  const telemetry = new ConnectionTelemetry(
+    ctx.accessLog,
+    ctx.metrics,
+    { direction: 'inbound', srcAddr, srcWorkload: src?.name, srcNamespace: src?.namespace, dstAddr: formatHostPort(dstIp, dstPort), dstWorkload: dst.name, dstNamespace: dst.namespace },
+    trafficLabels({ reporter: 'destination', src: peerOf(src), dst: peerOf(dst), mtls: false }),
+  );
+  const untrack = ctx.tracker.add({ authz: { info, dstWorkloadUid: dst.uid }, close: () => down.resetAndDestroy() });
+  let error: string | undefined;
+  const up = ctx.sockets.connect(dstIp, dstPort);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      up.once('error', reject);
+      up.once('connect', () => (up.off('error', reject), resolve()));
+    });
+    error = (await splice(down, up))?.message;
+  } catch (err) {
+    error = (err as Error).message;
+    down.resetAndDestroy();
+  } finally {
+    untrack();
+    telemetry.closed(down.bytesRead, down.bytesWritten, error);
+  }
+}

@@ -1,0 +1,93 @@
+// Inbound HBONE: a CONNECT stream from another ztunnel is checked, authorized and spliced to the local app.
+import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import type net from 'node:net';
+import { checkConnectRequest, parseBaggage } from '../hbone/headers.js';
+import { formatIdentity, workloadIdentity, type Identity } from '../identity/spiffe.js';
+import { formatHostPort } from '../net/ip.js';
+import { authorize, type ConnectionInfo } from '../rbac/authorize.js';
+import { ConnectionTelemetry } from '../telemetry/connection.js';
+import { peerOf, trafficLabels } from '../telemetry/metrics.js';
+import type { ProxyContext } from './context.js';
+import { splice } from './splice.js';
+
+export interface HbonePeer {
+  identity: Identity;
+  ip: string;
+  port: number;
+}
+
+function reply(stream: ServerHttp2Stream, status: number): void {
+  // The client may already have reset the stream.
+  if (stream.destroyed || stream.closed || stream.headersSent) return;
+  stream.respond({ ':status': status }, { endStream: true });
+}
+
+export async function handleInboundStream(ctx: ProxyContext, stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: HbonePeer): Promise<void> {
+  const srcAddr = formatHostPort(peer.ip, peer.port);
+  const srcIdentity = formatIdentity(peer.identity);
+  const early = (status: number, error: string) => {
+    ctx.accessLog.warn({ 'src.addr': srcAddr, 'src.identity': srcIdentity, 'dst.addr': String(headers[':authority']), direction: 'inbound', status, error }, 'connection failed');
+    reply(stream, status);
+  };
+  const check = checkConnectRequest(headers);
+  if (!check.ok) return early(400, check.reason);
+  const dst = ctx.servedWorkload(check.ip);
+  if (!dst) return early(400, `${check.ip} is not a workload served here`);
+
+  const info: ConnectionInfo = { srcIp: peer.ip, dstIp: check.ip, dstPort: check.port, srcIdentity: peer.identity };
+  const decision = authorize(ctx.state.policies.forWorkload(dst), info);
+  for (const d of decision.dryRun) ctx.log.info({ policy: d.policy, action: d.action, matched: d.matched, 'src.identity': srcIdentity }, 'dry-run policy evaluated');
+  if (!decision.allowed) return early(401, decision.reason);
+
+  let upstream: net.Socket;
+  try {
+    upstream = await new Promise<net.Socket>((resolve, reject) => {
+      const s = ctx.sockets.connect(check.ip, check.port);
+      s.once('error', reject);
+      s.once('connect', () => {
+        s.off('error', reject);
+        resolve(s);
+      });
+    });
+  } catch (err) {
+    return early(503, `upstream ${formatHostPort(check.ip, check.port)} unreachable: ${(err as Error).message}`);
+  }
+  if (stream.destroyed || stream.closed) return void upstream.destroy();
+
+  const src = ctx.state.workloads.byAddress(ctx.cfg.network, peer.ip);
+  const baggage = parseBaggage(headers.baggage as string | undefined);
+  const srcPeer = src ? peerOf(src) : { ...baggage, workloadName: baggage.workloadName };
+  const dstIdentity = formatIdentity(workloadIdentity(dst));
+  const serviceHost = /;host=([^;,]+)/.exec(String(headers.forwarded ?? ''))?.[1];
+  const service = serviceHost ? ctx.state.services.byHostname(serviceHost) : undefined;
+  const telemetry = new ConnectionTelemetry(
+    ctx.accessLog,
+    ctx.metrics,
+    {
+      direction: 'inbound',
+      srcAddr,
+      srcWorkload: src?.name ?? baggage.workloadName,
+      srcNamespace: src?.namespace ?? baggage.namespace,
+      srcIdentity,
+      dstAddr: formatHostPort(check.ip, check.port),
+      dstService: service?.hostname,
+      dstWorkload: dst.name,
+      dstNamespace: dst.namespace,
+      dstIdentity,
+    },
+    trafficLabels({ reporter: 'destination', src: srcPeer, srcPrincipal: srcIdentity, dst: peerOf(dst), dstPrincipal: dstIdentity, service, mtls: true }),
+  );
+  let closedReason: string | undefined;
+  const untrack = ctx.tracker.add({
+    authz: { info, dstWorkloadUid: dst.uid },
+    close: (reason) => {
+      closedReason = reason;
+      upstream.resetAndDestroy();
+      if (!stream.destroyed) stream.close(0x8 /* CANCEL */);
+    },
+  });
+  stream.respond({ ':status': 200 });
+  const err = await splice(stream, upstream);
+  untrack();
+  telemetry.closed(upstream.bytesWritten, upstream.bytesRead, closedReason ?? err?.message);
+}

@@ -1,0 +1,69 @@
+// One proxied connection's telemetry: the access log lines at open and close, and its metrics.
+import type { Logger } from 'pino';
+import { Metrics, type TrafficLabels } from './metrics.js';
+
+export interface ConnectionFields {
+  direction: 'inbound' | 'outbound';
+  srcAddr: string;
+  srcWorkload?: string;
+  srcNamespace?: string;
+  srcIdentity?: string;
+  dstAddr: string;
+  dstHboneAddr?: string;
+  dstService?: string;
+  dstWorkload?: string;
+  dstNamespace?: string;
+  dstIdentity?: string;
+}
+
+export class ConnectionTelemetry {
+  private readonly start = Date.now();
+  private done = false;
+
+  constructor(
+    private readonly log: Logger,
+    private readonly metrics: Metrics,
+    private readonly fields: ConnectionFields,
+    private readonly labels: TrafficLabels,
+  ) {
+    metrics.connectionOpened(labels);
+    log.info(this.logFields(), 'connection opened');
+  }
+
+  /** Record the close once; bytes are counted client->server (request) and server->client (response). */
+  closed(requestBytes: number, responseBytes: number, error?: string): void {
+    if (this.done) return;
+    this.done = true;
+    this.metrics.connectionClosed(this.labels, requestBytes, responseBytes);
+    // As Istio's logs: bytes_sent is what this side sent onward (request bytes outbound, response bytes inbound).
+    const outbound = this.fields.direction === 'outbound';
+    const line = {
+      ...this.logFields(),
+      bytes_sent: outbound ? requestBytes : responseBytes,
+      bytes_recv: outbound ? responseBytes : requestBytes,
+      duration: `${Date.now() - this.start}ms`,
+      ...(error ? { error } : {}),
+    };
+    if (error) this.log.error(line, 'connection complete');
+    else this.log.info(line, 'connection complete');
+  }
+
+  private logFields(): Record<string, string> {
+    const f = this.fields;
+    const out: Record<string, string | undefined> = {
+      'src.addr': f.srcAddr,
+      'src.workload': f.srcWorkload,
+      'src.namespace': f.srcNamespace,
+      'src.identity': f.srcIdentity,
+      'dst.addr': f.dstAddr,
+      'dst.hbone_addr': f.dstHboneAddr,
+      'dst.service': f.dstService,
+      'dst.workload': f.dstWorkload,
+      'dst.namespace': f.dstNamespace,
+      'dst.identity': f.dstIdentity,
+      direction: f.direction,
+    };
+    for (const k of Object.keys(out)) if (out[k] === undefined) delete out[k];
+    return out as Record<string, string>;
+  }
+}

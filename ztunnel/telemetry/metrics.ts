@@ -1,0 +1,94 @@
+// Istio's TCP metrics (names and label set), so existing dashboards and queries work.
+import { Counter, Registry } from 'prom-client';
+import type { Service, Workload } from '../state/types.js';
+
+export const LABELS = [
+  'reporter',
+  'source_workload', 'source_canonical_service', 'source_canonical_revision', 'source_workload_namespace',
+  'source_principal', 'source_app', 'source_version', 'source_cluster',
+  'destination_service', 'destination_service_namespace', 'destination_service_name',
+  'destination_workload', 'destination_canonical_service', 'destination_canonical_revision', 'destination_workload_namespace',
+  'destination_principal', 'destination_app', 'destination_version', 'destination_cluster',
+  'request_protocol', 'response_flags', 'connection_security_policy',
+] as const;
+
+export type TrafficLabels = Record<(typeof LABELS)[number], string>;
+
+/** What the source side is known as: a workload from state, or what its baggage said. */
+export interface PeerInfo {
+  workloadName?: string;
+  namespace?: string;
+  canonicalName?: string;
+  canonicalRevision?: string;
+  clusterId?: string;
+}
+
+export const peerOf = (w: Workload | undefined): PeerInfo =>
+  w ? { workloadName: w.workloadName, namespace: w.namespace, canonicalName: w.canonicalName, canonicalRevision: w.canonicalRevision, clusterId: w.clusterId } : {};
+
+const u = (s: string | undefined) => (s ? s : 'unknown');
+
+export function trafficLabels(o: {
+  reporter: 'source' | 'destination';
+  src: PeerInfo;
+  srcPrincipal?: string;
+  dst: PeerInfo;
+  dstPrincipal?: string;
+  service?: Service;
+  mtls: boolean;
+  responseFlags?: string;
+}): TrafficLabels {
+  return {
+    reporter: o.reporter,
+    source_workload: u(o.src.workloadName),
+    source_canonical_service: u(o.src.canonicalName),
+    source_canonical_revision: u(o.src.canonicalRevision),
+    source_workload_namespace: u(o.src.namespace),
+    source_principal: u(o.srcPrincipal),
+    source_app: u(o.src.canonicalName),
+    source_version: u(o.src.canonicalRevision),
+    source_cluster: u(o.src.clusterId),
+    destination_service: u(o.service?.hostname),
+    destination_service_namespace: u(o.service?.namespace),
+    destination_service_name: u(o.service?.name),
+    destination_workload: u(o.dst.workloadName),
+    destination_canonical_service: u(o.dst.canonicalName),
+    destination_canonical_revision: u(o.dst.canonicalRevision),
+    destination_workload_namespace: u(o.dst.namespace),
+    destination_principal: u(o.dstPrincipal),
+    destination_app: u(o.dst.canonicalName),
+    destination_version: u(o.dst.canonicalRevision),
+    destination_cluster: u(o.dst.clusterId),
+    request_protocol: 'tcp',
+    response_flags: o.responseFlags || '-',
+    connection_security_policy: o.mtls ? 'mutual_tls' : 'unknown',
+  };
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly opened: Counter<(typeof LABELS)[number]>;
+  private readonly closed: Counter<(typeof LABELS)[number]>;
+  /** Bytes from the server back to the client (Istio: "sent during response"). */
+  private readonly sent: Counter<(typeof LABELS)[number]>;
+  /** Bytes from the client to the server (Istio: "received during request"). */
+  private readonly received: Counter<(typeof LABELS)[number]>;
+
+  constructor() {
+    const c = (name: string, help: string) => new Counter({ name, help, labelNames: LABELS, registers: [this.registry] });
+    this.opened = c('istio_tcp_connections_opened_total', 'Connections opened');
+    this.closed = c('istio_tcp_connections_closed_total', 'Connections closed');
+    this.sent = c('istio_tcp_sent_bytes_total', 'Bytes sent from the server to the client');
+    this.received = c('istio_tcp_received_bytes_total', 'Bytes received by the server from the client');
+  }
+
+  connectionOpened(l: TrafficLabels): void {
+    this.opened.inc(l);
+  }
+
+  connectionClosed(l: TrafficLabels, requestBytes: number, responseBytes: number): void {
+    this.closed.inc(l);
+    this.received.inc(l, requestBytes);
+    this.sent.inc(l, responseBytes);
+  }
+}
