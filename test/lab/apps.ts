@@ -1,0 +1,78 @@
+// Small apps that live in lab namespaces without leaving this process: sockets are created inside the netns by the addon.
+import { createHash } from 'node:crypto';
+import http from 'node:http';
+import net from 'node:net';
+import { connectTcp, listenTcp } from '../../ztunnel/native/index.js';
+import type { Netns } from './netns.js';
+
+export function listenIn(ns: Netns, host: string, port: number, onConn: (s: net.Socket) => void): Promise<net.Server> {
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    s.on('error', () => {});
+    onConn(s);
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ fd: listenTcp({ netnsFd: ns.fd, host, port }) }, () => resolve(server));
+  });
+}
+
+/** Echo: returns every byte, and ends after the client ended (so half-close travels both ways). */
+export const echoServer = (ns: Netns, host: string, port: number) => listenIn(ns, host, port, (s) => s.pipe(s));
+
+/** Answers each connection with a fixed greeting and closes: tells which replica was reached. */
+export const nameServer = (ns: Netns, host: string, port: number, name: string) =>
+  listenIn(ns, host, port, (s) => {
+    s.resume();
+    s.end(name);
+  });
+
+export interface Exchange {
+  received: Buffer;
+  error?: string;
+}
+
+/** Connect from inside `ns`, send `payload`, half-close, and collect everything until the server ends. */
+export function exchange(ns: Netns, host: string, port: number, payload: Buffer = Buffer.alloc(0), timeoutMs = 30_000): Promise<Exchange> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    const s = connectTcp({ netnsFd: ns.fd, host, port, allowHalfOpen: true });
+    const timer = setTimeout(() => s.destroy(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs);
+    let error: string | undefined;
+    s.on('data', (c: Buffer) => chunks.push(c));
+    s.on('error', (e) => (error = (e as NodeJS.ErrnoException).code ?? e.message));
+    s.on('close', () => {
+      clearTimeout(timer);
+      resolve({ received: Buffer.concat(chunks), error });
+    });
+    s.once('connect', () => s.end(payload));
+  });
+}
+
+export const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/** Open a connection and keep it open; returns the socket once connected (or the error). */
+export function holdOpen(ns: Netns, host: string, port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connectTcp({ netnsFd: ns.fd, host, port, allowHalfOpen: true });
+    s.once('error', reject);
+    s.once('connect', () => resolve(s));
+  });
+}
+
+/** Plain HTTP from inside a namespace (readiness, metrics, admin). */
+export function httpIn(ns: Netns, method: string, port: number, path: string, host = '127.0.0.1'): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { method, host, port, path, createConnection: () => connectTcp({ netnsFd: ns.fd, host, port }), timeout: 5000 },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end();
+  });
+}
