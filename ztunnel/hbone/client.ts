@@ -18,14 +18,20 @@ export interface HboneDialTarget {
 export function dialHbone(target: HboneDialTarget, cert: WorkloadCertificate, sockets: SocketFactory): Promise<ClientHttp2Session> {
   return new Promise((resolve, reject) => {
     const tcp = sockets.connect(target.ip, target.port);
+    tcp.on('error', () => {}); // surfaced (and handled) through the TLS socket
     const tlsSocket = tls.connect({ socket: tcp, ...clientTlsOptions(cert, target.expectedIdentities) });
     const fail = (err: Error) => {
       tlsSocket.destroy();
       reject(err);
     };
+    const closed = () => fail(new Error(`HBONE peer ${target.ip}:${target.port} closed the connection during the handshake`));
     tlsSocket.once('error', fail);
+    tlsSocket.once('close', closed);
     tlsSocket.once('secureConnect', () => {
       tlsSocket.off('error', fail);
+      tlsSocket.off('close', closed);
+      // From here the HTTP/2 session owns the socket and sees its close; a late reset must not crash the process.
+      tlsSocket.on('error', () => {});
       if (tlsSocket.alpnProtocol !== 'h2') return fail(new Error(`HBONE peer ${target.ip}:${target.port} did not negotiate h2`));
       const session = http2.connect(`https://${formatHostPort(target.ip, target.port)}`, {
         ...clientSessionOptions,

@@ -4,9 +4,13 @@ import type { Cidr } from '../state/types.js';
 /** Canonical text for an IP: IPv4-mapped IPv6 becomes plain IPv4, IPv6 is compressed and lower-case. */
 export function canonicalIp(ip: string): string {
   if (ip.startsWith('::ffff:') && isIP(ip.slice(7)) === 4) return ip.slice(7);
-  if (isIP(ip) === 6) return bytesToIp(ipToBytes(ip));
-  return ip;
+  if (isIP(ip) !== 6) return ip;
+  const b = ipToBytes(ip);
+  return bytesToIp(isV4Mapped(b) ? b.subarray(12) : b); // also `::FFFF:a.b.c.d`, `::ffff:a00:1`, ...
 }
+
+/** `::ffff:0:0/96`: ten zero bytes, then two 0xff bytes. */
+const isV4Mapped = (b: Uint8Array): boolean => b.length === 16 && b[10] === 0xff && b[11] === 0xff && b.subarray(0, 10).every((x) => x === 0);
 
 export function ipToBytes(ip: string): Uint8Array {
   const family = isIP(ip);
@@ -56,12 +60,15 @@ export function bytesToIp(b: Uint8Array): string {
 
 /** Parse `10.0.0.0/8`, `fd00::/64` or a bare address (a single host). */
 export function parseCidr(text: string): Cidr {
-  const [addr, len] = text.split('/') as [string, string | undefined];
+  const parts = text.split('/');
+  const [addr, len] = parts as [string, string | undefined];
   const bytes = ipToBytes(addr); // throws on a bad address
   const max = bytes.length * 8;
-  const prefixLen = len === undefined ? max : Number(len);
-  if (!Number.isInteger(prefixLen) || prefixLen < 0 || prefixLen > max) throw new Error(`bad prefix length in ${JSON.stringify(text)}`);
-  return { address: canonicalIp(addr), prefixLen };
+  const prefixLen = len === undefined ? max : /^\d{1,3}$/.test(len) ? Number(len) : NaN;
+  if (parts.length > 2 || !Number.isInteger(prefixLen) || prefixLen < 0 || prefixLen > max) throw new Error(`bad prefix length in ${JSON.stringify(text)}`);
+  // An IPv4-mapped network is the IPv4 network it covers (IPs are compared in canonical form, i.e. as IPv4).
+  if (isV4Mapped(bytes) && prefixLen >= 96) return { address: bytesToIp(bytes.subarray(12)), prefixLen: prefixLen - 96 };
+  return { address: isV4Mapped(bytes) ? bytesToIp(bytes) : canonicalIp(addr), prefixLen };
 }
 
 export function cidrContains(cidr: Cidr, ip: string): boolean {

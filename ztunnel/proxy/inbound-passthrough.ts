@@ -5,7 +5,7 @@ import { authorize, type ConnectionInfo } from '../rbac/authorize.js';
 import { ConnectionTelemetry } from '../telemetry/connection.js';
 import { peerOf, trafficLabels } from '../telemetry/metrics.js';
 import type { ProxyContext } from './context.js';
-import { splice } from './splice.js';
+import { abort, splice } from './splice.js';
 
 export async function handleInboundPlaintext(ctx: ProxyContext, down: net.Socket, dstIpRaw: string, dstPort: number): Promise<void> {
   const srcIp = canonicalIp(down.remoteAddress ?? '');
@@ -13,7 +13,7 @@ export async function handleInboundPlaintext(ctx: ProxyContext, down: net.Socket
   const dstIp = canonicalIp(dstIpRaw);
   const fail = (error: string) => {
     ctx.accessLog.warn({ 'src.addr': srcAddr, 'dst.addr': formatHostPort(dstIp, dstPort), direction: 'inbound', error }, 'connection failed');
-    down.resetAndDestroy();
+    abort(down);
   };
   const dst = ctx.servedWorkload(dstIp);
   if (!dst) return fail(`${dstIp} is not a workload served here`);
@@ -29,7 +29,7 @@ export async function handleInboundPlaintext(ctx: ProxyContext, down: net.Socket
     { direction: 'inbound', srcAddr, srcWorkload: src?.name, srcNamespace: src?.namespace, dstAddr: formatHostPort(dstIp, dstPort), dstWorkload: dst.name, dstNamespace: dst.namespace },
     trafficLabels({ reporter: 'destination', src: peerOf(src), dst: peerOf(dst), mtls: false }),
   );
-  const untrack = ctx.tracker.add({ authz: { info, dstWorkloadUid: dst.uid }, close: () => down.resetAndDestroy() });
+  const untrack = ctx.tracker.add({ authz: { info, dstWorkloadUid: dst.uid }, close: () => abort(down) });
   let error: string | undefined;
   const up = ctx.sockets.connect(dstIp, dstPort);
   try {
@@ -40,7 +40,7 @@ export async function handleInboundPlaintext(ctx: ProxyContext, down: net.Socket
     error = (await splice(down, up))?.message;
   } catch (err) {
     error = (err as Error).message;
-    down.resetAndDestroy();
+    abort(down);
   } finally {
     untrack();
     telemetry.closed(down.bytesRead, down.bytesWritten, error);

@@ -8,7 +8,7 @@ import { authorize, type ConnectionInfo } from '../rbac/authorize.js';
 import { ConnectionTelemetry } from '../telemetry/connection.js';
 import { peerOf, trafficLabels } from '../telemetry/metrics.js';
 import type { ProxyContext } from './context.js';
-import { splice } from './splice.js';
+import { abort, splice } from './splice.js';
 
 export interface HbonePeer {
   identity: Identity;
@@ -82,8 +82,8 @@ export async function handleInboundStream(ctx: ProxyContext, stream: ServerHttp2
     authz: { info, dstWorkloadUid: dst.uid },
     close: (reason) => {
       closedReason = reason;
-      upstream.resetAndDestroy();
-      if (!stream.destroyed) stream.close(0x8 /* CANCEL */);
+      abort(upstream);
+      abort(stream);
     },
   });
   stream.respond({ ':status': 200 });

@@ -8,7 +8,7 @@ import { ConnectionTelemetry } from '../telemetry/connection.js';
 import { peerOf, trafficLabels } from '../telemetry/metrics.js';
 import type { ProxyContext } from './context.js';
 import { route, type Route } from './route.js';
-import { splice } from './splice.js';
+import { abort, splice } from './splice.js';
 
 function connectTcp(ctx: ProxyContext, ip: string, port: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
@@ -34,7 +34,7 @@ export async function handleOutbound(ctx: ProxyContext, down: net.Socket, dstIpR
   const dstAddr = formatHostPort(dstIp, dstPort);
   const fail = (reason: string) => {
     ctx.accessLog.warn({ 'src.addr': formatHostPort(srcIp, srcPort), 'dst.addr': dstAddr, direction: 'outbound', error: reason }, 'connection failed');
-    down.resetAndDestroy();
+    abort(down);
   };
   if (isOwnPort(ctx, dstIp, dstPort)) return fail(`refusing a connection to ztunnel's own port ${dstAddr}`);
 
@@ -65,7 +65,7 @@ export async function handleOutbound(ctx: ProxyContext, down: net.Socket, dstIpR
     },
     trafficLabels({ reporter: 'source', src: peerOf(src), srcPrincipal: srcIdentity, dst: peerOf(dstWorkload), dstPrincipal: dstIdentity, service, mtls }),
   );
-  const untrack = ctx.tracker.add({ close: () => down.resetAndDestroy() });
+  const untrack = ctx.tracker.add({ close: () => abort(down) });
   let upstream: Duplex | undefined;
   let error: string | undefined;
   try {
@@ -82,7 +82,7 @@ export async function handleOutbound(ctx: ProxyContext, down: net.Socket, dstIpR
     error = err?.message;
   } catch (err) {
     error = (err as Error).message;
-    if (!down.destroyed) down.resetAndDestroy();
+    if (!down.destroyed) abort(down);
   } finally {
     untrack();
     telemetry.closed(down.bytesRead, down.bytesWritten, error);

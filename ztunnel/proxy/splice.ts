@@ -1,5 +1,17 @@
 // Copies bytes both ways between two duplex streams, honouring half-close, until both directions are done.
+import type { Http2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
+
+/**
+ * Abort one side: TCP RST for sockets, an immediate RST_STREAM for tunnels. (Http2Stream.close(code) would
+ * first send END_STREAM, which the peer would take for a clean half-close.)
+ */
+export function abort(d: Duplex): void {
+  const sock = d as Duplex & { resetAndDestroy?: () => void };
+  // libuv cannot reset a socket that already sent FIN (EINVAL, and the socket would stay open): just close it then.
+  if (typeof sock.resetAndDestroy === 'function') return void (d.writableEnded ? d.destroy() : sock.resetAndDestroy());
+  d.destroy(new Error('connection aborted'));
+}
 
 /** Resolves when both sides have closed; with the first error if one side failed (both are then destroyed). */
 export function splice(a: Duplex, b: Duplex): Promise<Error | undefined> {
@@ -10,14 +22,13 @@ export function splice(a: Duplex, b: Duplex): Promise<Error | undefined> {
     a.once('end', () => ended.add(a));
     b.once('end', () => ended.add(b));
     const onClose = (self: Duplex, other: Duplex) => () => {
-      // Closed without a clean end of its readable side (reset, abort): the other side must not wait forever.
-      if (!ended.has(self) && !other.destroyed) abort(other);
+      // Closed by a reset, or without a clean end of its readable side: the other side must not wait forever.
+      const rst = (self as Partial<Http2Stream>).rstCode;
+      if ((!ended.has(self) || (rst !== undefined && rst !== 0)) && !other.destroyed) {
+        firstError ??= new Error(rst ? `stream reset by peer (code ${rst})` : 'peer closed abruptly');
+        abort(other);
+      }
       if (--open === 0) resolve(firstError);
-    };
-    const abort = (other: Duplex) => {
-      const sock = other as Duplex & { resetAndDestroy?: () => void };
-      if (typeof sock.resetAndDestroy === 'function') sock.resetAndDestroy();
-      else other.destroy();
     };
     // The peer cannot get the rest of the bytes: abort it too (TCP RST / RST_STREAM) rather than pretend a clean end.
     const onError = (other: Duplex) => (err: Error) => {
@@ -28,8 +39,18 @@ export function splice(a: Duplex, b: Duplex): Promise<Error | undefined> {
     b.once('close', onClose(b, a));
     a.on('error', onError(b));
     b.on('error', onError(a));
-    // pipe() ends the destination when the source ends: that is the half-close we forward.
-    a.pipe(b);
-    b.pipe(a);
+    // Forward a half-close, but only once we know it was not a reset: Node's HTTP/2 emits 'end' just before
+    // 'aborted' when RST_STREAM arrives, and a FIN sent then could not be taken back.
+    const forwardEnd = (from: Duplex, to: Duplex) =>
+      from.once('end', () =>
+        setImmediate(() => {
+          const rst = (from as Partial<Http2Stream>).rstCode;
+          if (!(rst !== undefined && rst !== 0) && !(from as Partial<Http2Stream>).aborted && !to.destroyed) to.end();
+        }),
+      );
+    a.pipe(b, { end: false });
+    b.pipe(a, { end: false });
+    forwardEnd(a, b);
+    forwardEnd(b, a);
   });
 }

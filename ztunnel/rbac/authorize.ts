@@ -62,16 +62,19 @@ export function policyMatches(p: Authorization, c: ConnectionInfo): boolean {
 export function authorize(policies: Iterable<Authorization>, c: ConnectionInfo): Decision {
   const dryRun: Decision['dryRun'] = [];
   const allows: Authorization[] = [];
+  let denied: string | undefined;
   for (const p of policies) {
     const key = `${p.namespace}/${p.name}`;
     if (p.dryRun) {
       dryRun.push({ policy: key, action: p.action, matched: policyMatches(p, c) });
       continue;
     }
+    // Keep going after a matching DENY so every dry-run policy is reported, whatever the order.
     if (p.action === 'Deny') {
-      if (policyMatches(p, c)) return { allowed: false, reason: `denied by ${key}`, dryRun };
+      if (denied === undefined && policyMatches(p, c)) denied = key;
     } else allows.push(p);
   }
+  if (denied !== undefined) return { allowed: false, reason: `denied by ${denied}`, dryRun };
   if (allows.length === 0) return { allowed: true, reason: 'no ALLOW policy applies', dryRun };
   const hit = allows.find((p) => policyMatches(p, c));
   return hit
