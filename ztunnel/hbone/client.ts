@@ -38,6 +38,11 @@ export function dialHbone(target: HboneDialTarget, cert: WorkloadCertificate, so
         createConnection: () => tlsSocket,
       });
       session.once('connect', () => session.setLocalWindowSize(CONNECTION_WINDOW));
+      session.on('error', () => {}); // the session then closes; its users watch 'close'
+      // A peer that rejects us right after the handshake (e.g. wrong trust domain) may close before the session
+      // notices; make sure the session closes with the socket.
+      if (tlsSocket.destroyed) session.destroy();
+      else tlsSocket.once('close', () => session.destroy());
       resolve(session);
     });
   });

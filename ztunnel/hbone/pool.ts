@@ -116,7 +116,7 @@ export class HbonePool {
     // GOAWAY from the peer: no new streams here, running ones finish.
     s.once('goaway', () => this.drop(k, c));
     s.once('close', () => this.drop(k, c));
-    s.once('error', () => this.drop(k, c));
+    s.on('error', () => this.drop(k, c));
     c.pingTimer = setInterval(() => {
       if (!s.destroyed) s.ping((err) => err && !s.destroyed && s.destroy(err));
     }, this.pingMs);
