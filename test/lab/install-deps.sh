@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the lab, the tests and the native build need, when missing (run as root).
+set -euo pipefail
+need=()
+command -v iptables >/dev/null || need+=(iptables)
+command -v ip >/dev/null || need+=(iproute2)
+command -v protoc >/dev/null || need+=(protobuf-compiler)
+/usr/bin/python3 -c 'import h2' 2>/dev/null || need+=(python3-h2)
+command -v g++ >/dev/null || need+=(g++)
+command -v make >/dev/null || need+=(make)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${need[*]}"
+  apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >/dev/null
+fi
