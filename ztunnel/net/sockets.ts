@@ -12,6 +12,17 @@ export interface SocketFactory {
   listen(server: net.Server, host: string, port: number): Promise<void>;
 }
 
+/** Resolves once the socket has connected, rejects with its connect error. */
+export function connected(sock: net.Socket): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    sock.once('error', reject);
+    sock.once('connect', () => {
+      sock.off('error', reject);
+      resolve(sock);
+    });
+  });
+}
+
 export function listenError(err: NodeJS.ErrnoException, host: string, port: number): Error {
   if (err.code === 'EADDRINUSE') return new Error(`port ${port} on ${host} is already in use (is another ztunnel running?)`);
   if (err.code === 'EACCES') return new Error(`no permission to listen on ${host}:${port}`);

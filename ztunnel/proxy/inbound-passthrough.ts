@@ -1,6 +1,7 @@
 // Inbound plaintext (15006): TCP from outside the mesh to a local workload, still subject to L4 policy.
 import type net from 'node:net';
 import { canonicalIp, formatHostPort } from '../net/ip.js';
+import { connected } from '../net/sockets.js';
 import { authorize, type ConnectionInfo } from '../rbac/authorize.js';
 import { ConnectionTelemetry } from '../telemetry/connection.js';
 import { peerOf, trafficLabels } from '../telemetry/metrics.js';
@@ -31,12 +32,8 @@ export async function handleInboundPlaintext(ctx: ProxyContext, down: net.Socket
   );
   const untrack = ctx.tracker.add({ authz: { info, dstWorkloadUid: dst.uid }, close: () => abort(down) });
   let error: string | undefined;
-  const up = ctx.sockets.connect(dstIp, dstPort);
   try {
-    await new Promise<void>((resolve, reject) => {
-      up.once('error', reject);
-      up.once('connect', () => (up.off('error', reject), resolve()));
-    });
+    const up = await connected(ctx.sockets.connect(dstIp, dstPort));
     error = (await splice(down, up))?.message;
   } catch (err) {
     error = (err as Error).message;

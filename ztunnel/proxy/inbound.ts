@@ -4,6 +4,7 @@ import type net from 'node:net';
 import { checkConnectRequest, parseBaggage } from '../hbone/headers.js';
 import { formatIdentity, workloadIdentity, type Identity } from '../identity/spiffe.js';
 import { formatHostPort } from '../net/ip.js';
+import { connected } from '../net/sockets.js';
 import { authorize, type ConnectionInfo } from '../rbac/authorize.js';
 import { ConnectionTelemetry } from '../telemetry/connection.js';
 import { peerOf, trafficLabels } from '../telemetry/metrics.js';
@@ -41,14 +42,7 @@ export async function handleInboundStream(ctx: ProxyContext, stream: ServerHttp2
 
   let upstream: net.Socket;
   try {
-    upstream = await new Promise<net.Socket>((resolve, reject) => {
-      const s = ctx.sockets.connect(check.ip, check.port);
-      s.once('error', reject);
-      s.once('connect', () => {
-        s.off('error', reject);
-        resolve(s);
-      });
-    });
+    upstream = await connected(ctx.sockets.connect(check.ip, check.port));
   } catch (err) {
     return early(503, `upstream ${formatHostPort(check.ip, check.port)} unreachable: ${(err as Error).message}`);
   }

@@ -4,22 +4,12 @@ import type { Duplex } from 'node:stream';
 import { buildConnectHeaders } from '../hbone/headers.js';
 import { formatIdentity, workloadIdentity } from '../identity/spiffe.js';
 import { canonicalIp, formatHostPort } from '../net/ip.js';
+import { connected } from '../net/sockets.js';
 import { ConnectionTelemetry } from '../telemetry/connection.js';
 import { peerOf, trafficLabels } from '../telemetry/metrics.js';
 import type { ProxyContext } from './context.js';
 import { route, type Route } from './route.js';
 import { abort, splice } from './splice.js';
-
-function connectTcp(ctx: ProxyContext, ip: string, port: number): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const s = ctx.sockets.connect(ip, port);
-    s.once('error', reject);
-    s.once('connect', () => {
-      s.off('error', reject);
-      resolve(s);
-    });
-  });
-}
 
 /** Ports ztunnel itself listens on: a connection aimed at them on a local address would loop back into us. */
 function isOwnPort(ctx: ProxyContext, ip: string, port: number): boolean {
@@ -76,7 +66,7 @@ export async function handleOutbound(ctx: ProxyContext, down: net.Socket, dstIpR
         buildConnectHeaders({ dstIp: r.targetIp, dstPort: r.targetPort, srcIp, srcPort, source: src, serviceHost: service?.hostname }),
       );
     } else {
-      upstream = await connectTcp(ctx, r.ip, r.port);
+      upstream = await connected(ctx.sockets.connect(r.ip, r.port));
     }
     const err = await splice(down, upstream);
     error = err?.message;
