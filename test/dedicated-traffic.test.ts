@@ -1,6 +1,7 @@
 // End to end, dedicated mode: real ztunnel processes in network namespaces, apps captured by iptables.
 import test from 'ava';
 import type net from 'node:net';
+import { connectTcp } from '../ztunnel/native/index.js';
 import { echoServer, exchange, holdOpen, httpIn, listenIn, nameServer, sha256 } from './lab/apps.js';
 import { DedicatedMesh } from './lab/dedicated.js';
 import { counter, ECHO_HOST, HOSTS, ID, IP, meshConfig } from './lab/fixtures.js';
@@ -10,7 +11,7 @@ const mesh = new DedicatedMesh();
 const servers: net.Server[] = [];
 
 test.before(async () => {
-  await mesh.start(HOSTS, meshConfig());
+  await mesh.start(HOSTS, meshConfig(), { UNSTABLE_ENABLE_SOCKS5: 'true' });
   for (const [h, ip] of [['server1', IP.server1], ['server2', IP.server2]] as const) {
     servers.push(await echoServer(mesh.host(h), ip, 8080));
     servers.push(await nameServer(mesh.host(h), ip, 7070, h));
@@ -165,4 +166,33 @@ test.serial('/config_dump lists what the local file declares', async (t) => {
   t.is(echo.endpoints.length, 2);
   t.deepEqual(dump.policies, []);
   t.truthy(dump.certificates.find((c) => c.identity === ID.client && c.state === 'Available'));
+});
+
+test.serial('streams share pooled HBONE connections', async (t) => {
+  for (let i = 0; i < 20; i++) t.is((await exchange(client(), IP.server2, 8080, Buffer.from(`n${i}`))).received.toString(), `n${i}`);
+  // Every tunnel to server2 went over the one pooled connection (from ztunnel's own socket, so no redirect).
+  const hbone = client().exec('ss', '-Htn', 'state', 'established', 'dst', `${IP.server2}:15008`).trim().split('\n').filter(Boolean);
+  t.is(hbone.length, 1);
+});
+
+test.serial('SOCKS5 on 127.0.0.1:15080 tunnels to the named destination', async (t) => {
+  const s = connectTcp({ netnsFd: client().fd, host: '127.0.0.1', port: 15080, allowHalfOpen: true });
+  const chunks: Buffer[] = [];
+  s.on('data', (c: Buffer) => chunks.push(c));
+  const closed = new Promise<void>((resolve) => s.on('close', () => resolve()));
+  await new Promise<void>((resolve, reject) => (s.once('connect', resolve), s.once('error', reject)));
+  const [a, b, c, d] = IP.server1.split('.').map(Number) as [number, number, number, number];
+  // greeting (no auth), then CONNECT IPv4 server1:8080, then the payload; the proxy answers 05 00 and 05 00 ... .
+  s.write(Buffer.from([5, 1, 0]));
+  s.write(Buffer.from([5, 1, 0, 1, a, b, c, d, 8080 >> 8, 8080 & 0xff]));
+  await eventually('SOCKS5 replies', () => Buffer.concat(chunks).length >= 12);
+  s.end('through socks');
+  await closed;
+  const all = Buffer.concat(chunks);
+  t.deepEqual([...all.subarray(0, 4)], [5, 0, 5, 0]);
+  t.is(all.subarray(12).toString(), 'through socks');
+  const line = await eventually('socks access log', () =>
+    mesh.zt('client').lines('connection complete').find((l) => String(l['src.addr']).startsWith('127.0.0.1:') && l['dst.addr'] === `${IP.server1}:8080`),
+  );
+  t.is(line['dst.identity'], ID.server);
 });

@@ -24,6 +24,8 @@ export function dialHbone(target: HboneDialTarget, cert: WorkloadCertificate, so
       tlsSocket.destroy();
       reject(err);
     };
+    // The factory's sockets allow half-open TCP (right for app traffic); an HBONE connection is over when the peer ends it.
+    tlsSocket.once('end', () => tlsSocket.destroy());
     const closed = () => fail(new Error(`HBONE peer ${target.ip}:${target.port} closed the connection during the handshake`));
     tlsSocket.once('error', fail);
     tlsSocket.once('close', closed);

@@ -86,8 +86,8 @@ export class CertificateManager extends EventEmitter<{ issued: [WorkloadCertific
         e.current = cert;
         e.backoffMs = BACKOFF_MIN_MS;
         e.lastError = undefined;
-        const life = cert.notAfter.getTime() - Math.max(cert.notBefore.getTime(), Date.now() - 60_000);
-        this.schedule(key, e, Math.max(life / 2, 1000));
+        // Renew at half of the lifetime left now (the leaf's notBefore may be backdated for clock skew).
+        this.schedule(key, e, Math.max((cert.notAfter.getTime() - Date.now()) / 2, 500));
         this.log.info({ identity: key, serial: cert.serial, expires: cert.notAfter.toISOString() }, 'certificate issued');
         this.emit('issued', cert);
         return cert;
