@@ -183,8 +183,8 @@ test.serial('SOCKS5 on 127.0.0.1:15080 tunnels to the named destination', async 
   await new Promise<void>((resolve, reject) => (s.once('connect', resolve), s.once('error', reject)));
   const [a, b, c, d] = IP.server1.split('.').map(Number) as [number, number, number, number];
   // greeting (no auth), then CONNECT IPv4 server1:8080, then the payload; the proxy answers 05 00 and 05 00 ... .
-  s.write(Buffer.from([5, 1, 0]));
-  s.write(Buffer.from([5, 1, 0, 1, a, b, c, d, 8080 >> 8, 8080 & 0xff]));
+  // Greeting and request in one segment: the proxy must keep what follows the greeting.
+  s.write(Buffer.from([5, 1, 0, 5, 1, 0, 1, a, b, c, d, 8080 >> 8, 8080 & 0xff]));
   await eventually('SOCKS5 replies', () => Buffer.concat(chunks).length >= 12);
   s.end('through socks');
   await closed;

@@ -28,6 +28,7 @@ function readMessage<T>(sock: net.Socket, parse: (b: Buffer) => Parse<T>): Promi
     };
     sock.on('data', onData);
     sock.once('end', onEnd);
+    sock.resume(); // the previous message paused the socket; a new 'data' listener alone does not resume it
   });
 }
 
