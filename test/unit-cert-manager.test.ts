@@ -39,8 +39,8 @@ test.serial('one fetch for concurrent callers, renewal at half the lifetime, old
       return ca.issue(who, ttl);
     },
   };
-  // A 2 s lifetime: renewal after about 1 s.
-  const m = new CertificateManager(provider, 2, log);
+  // A 6 s lifetime: renewal after about 3 s (X.509 times have whole seconds, so leave margin).
+  const m = new CertificateManager(provider, 6, log);
   const keepAlive = setInterval(() => {}, 100); // the manager's timers are unref'd by design
   try {
     const [a, b] = await Promise.all([m.get(id), m.get(id)]);
@@ -50,7 +50,7 @@ test.serial('one fetch for concurrent callers, renewal at half the lifetime, old
     t.not(renewed, a.serial);
     t.is(calls, 2);
     failing = true;
-    await new Promise((r) => setTimeout(r, 1600)); // the next renewal fails ...
+    await new Promise((r) => setTimeout(r, 3600)); // the next renewal (about 3 s on) fails ...
     t.true(calls >= 3);
     t.is((await m.get(id)).serial, renewed); // ... and the still-valid certificate keeps serving
     t.regex(JSON.stringify(m.dump()), /Available/);
