@@ -108,6 +108,19 @@ test('ServiceStore: by key, VIP (per network) and hostname', (t) => {
   t.deepEqual([...s.all()], [api]);
 });
 
+test('ServiceStore: a hostname shared by two namespaces survives removing one of them', (t) => {
+  const s = new ServiceStore();
+  const a = svc({ namespace: 'shop', hostname: 'api.example.com', vips: [] });
+  const b = svc({ namespace: 'other', hostname: 'api.example.com', vips: [] });
+  s.upsert(a);
+  s.upsert(b);
+  t.is(s.byHostname('api.example.com'), b);
+  s.remove('other/api.example.com');
+  t.is(s.byHostname('api.example.com'), a);
+  s.remove('shop/api.example.com');
+  t.is(s.byHostname('api.example.com'), undefined);
+});
+
 test('ServiceStore: re-upsert replaces VIPs and hostname; remove cleans everything', (t) => {
   const s = new ServiceStore();
   s.upsert(svc());

@@ -2,7 +2,7 @@
 import type { Identity } from '../identity/spiffe.js';
 import { formatIdentity } from '../identity/spiffe.js';
 import { cidrContains } from '../net/ip.js';
-import type { Authorization, RbacMatch, StringMatch } from '../state/types.js';
+import { policyKey, type Authorization, type RbacMatch, type StringMatch } from '../state/types.js';
 
 export interface ConnectionInfo {
   srcIp: string;
@@ -64,7 +64,7 @@ export function authorize(policies: Iterable<Authorization>, c: ConnectionInfo):
   const allows: Authorization[] = [];
   let denied: string | undefined;
   for (const p of policies) {
-    const key = `${p.namespace}/${p.name}`;
+    const key = policyKey(p);
     if (p.dryRun) {
       dryRun.push({ policy: key, action: p.action, matched: policyMatches(p, c) });
       continue;
@@ -78,6 +78,6 @@ export function authorize(policies: Iterable<Authorization>, c: ConnectionInfo):
   if (allows.length === 0) return { allowed: true, reason: 'no ALLOW policy applies', dryRun };
   const hit = allows.find((p) => policyMatches(p, c));
   return hit
-    ? { allowed: true, reason: `allowed by ${hit.namespace}/${hit.name}`, dryRun }
+    ? { allowed: true, reason: `allowed by ${policyKey(hit)}`, dryRun }
     : { allowed: false, reason: 'no ALLOW policy matched', dryRun };
 }

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { PolicyStore } from './policies.js';
 import { ServiceStore, type Endpoint } from './services.js';
-import type { MeshConfig, Service, Workload } from './types.js';
+import { policyKey, serviceKey, type MeshConfig, type Service, type Workload } from './types.js';
 import { WorkloadStore } from './workloads.js';
 
 export type Destination = { kind: 'workload'; workload: Workload } | { kind: 'service'; service: Service };
@@ -18,8 +18,8 @@ export class ProxyState extends EventEmitter<{ change: [] }> {
   /** Replace the whole state (a full snapshot from a source such as the local file). */
   replace(cfg: MeshConfig): void {
     for (const w of [...this.workloads.all()]) this.removeWorkload(w.uid, false);
-    for (const s of [...this.services.all()]) this.services.remove(`${s.namespace}/${s.hostname}`);
-    for (const p of [...this.policies.all()]) this.policies.remove(`${p.namespace}/${p.name}`);
+    for (const s of [...this.services.all()]) this.services.remove(serviceKey(s));
+    for (const p of [...this.policies.all()]) this.policies.remove(policyKey(p));
     for (const w of cfg.workloads) this.upsertWorkload(w, false);
     for (const s of cfg.services) this.services.upsert(s);
     for (const p of cfg.policies) this.policies.upsert(p);
@@ -50,7 +50,7 @@ export class ProxyState extends EventEmitter<{ change: [] }> {
 
   /** Endpoints of a service with their workloads resolved (those whose workload is unknown are skipped). */
   *endpointsOf(service: Service): Iterable<{ endpoint: Endpoint; workload: Workload }> {
-    for (const endpoint of this.services.endpoints(`${service.namespace}/${service.hostname}`)) {
+    for (const endpoint of this.services.endpoints(serviceKey(service))) {
       const workload = this.workloads.get(endpoint.workloadUid);
       if (workload) yield { endpoint, workload };
     }

@@ -10,7 +10,8 @@ export interface Endpoint {
 export class ServiceStore {
   private readonly byKey = new Map<string, Service>();
   private readonly byVip = new Map<string, Service>();
-  private readonly byHost = new Map<string, Service>();
+  // A hostname can exist in several namespaces; keep them all so removing one does not hide another.
+  private readonly byHost = new Map<string, Service[]>();
   // Endpoints are kept apart from services: a workload may name a service before the service arrives.
   private readonly endpointsByService = new Map<string, Map<string, Endpoint>>();
 
@@ -22,14 +23,18 @@ export class ServiceStore {
     this.remove(serviceKey(s));
     this.byKey.set(serviceKey(s), s);
     for (const v of s.vips) this.byVip.set(addressKey(v.network, v.address), s);
-    this.byHost.set(s.hostname, s);
+    const same = this.byHost.get(s.hostname);
+    if (same) same.push(s);
+    else this.byHost.set(s.hostname, [s]);
   }
 
   remove(key: string): Service | undefined {
     const old = this.byKey.get(key);
     if (!old) return undefined;
     this.byKey.delete(key);
-    if (this.byHost.get(old.hostname) === old) this.byHost.delete(old.hostname);
+    const same = this.byHost.get(old.hostname)?.filter((x) => x !== old);
+    if (same?.length) this.byHost.set(old.hostname, same);
+    else this.byHost.delete(old.hostname);
     for (const v of old.vips) {
       const k = addressKey(v.network, v.address);
       if (this.byVip.get(k) === old) this.byVip.delete(k);
@@ -45,9 +50,9 @@ export class ServiceStore {
     return this.byVip.get(addressKey(network, ip));
   }
 
-  /** By hostname alone (as the `forwarded` header names it); the last one added wins across namespaces. */
+  /** By hostname alone (as the `forwarded` header names it); the most recently added when namespaces share it. */
   byHostname(hostname: string): Service | undefined {
-    return this.byHost.get(hostname);
+    return this.byHost.get(hostname)?.at(-1);
   }
 
   all(): IterableIterator<Service> {
