@@ -8,8 +8,10 @@ const HELP = `ambit ztunnel: the per-node (or, in dedicated mode, per-workload) 
 Usage: node dist/ztunnel/main.js [--help]
 
 Configured by environment variables (Istio ztunnel names):
-  PROXY_MODE            dedicated (implemented) | shared (not yet)
+  PROXY_MODE            shared (default: serve the pods the node agent hands over) | dedicated
+  INPOD_UDS             shared mode: the node agent's ZDS socket (default /var/run/ztunnel/ztunnel.sock)
   PROXY_WORKLOAD_INFO   dedicated mode: <namespace>/<name>/<service-account> of the proxied workload
+  ENABLE_ORIG_SRC       shared mode: connect to apps from the client's IP (default true)
   LOCAL_XDS_PATH        YAML file with workloads, services, policies (re-read on change)
   LOCAL_CA_CERT         root certificate PEM (created with LOCAL_CA_KEY when both are absent)
   LOCAL_CA_KEY          root key PEM (PKCS#8, ECDSA P-256)

@@ -13,6 +13,8 @@ export interface Config {
   /** Dedicated mode: the workload whose network namespace this ztunnel shares. */
   proxyWorkloadInfo?: WorkloadInfo;
   localXdsPath?: string;
+  /** Shared mode: the node agent's ZDS socket. */
+  inpodUds: string;
   nodeName: string;
   trustDomain: string;
   clusterId: string;
@@ -22,7 +24,7 @@ export interface Config {
   /** Leaf lifetime for the local CA; refreshed at half of it. */
   certTtlSeconds: number;
   enableSocks5: boolean;
-  /** Spoof the client's IP on inbound connections to the app (best effort). */
+  /** Shared mode: connect to the app from the client's IP (IP_TRANSPARENT and the in-pod routing rules). */
   enableOrigSrc: boolean;
   /** How long SIGTERM waits for open connections before closing them. */
   terminationDeadlineMs: number;
@@ -79,6 +81,7 @@ export function loadConfig(env: Env = process.env): Config {
     proxyMode: mode,
     proxyWorkloadInfo,
     localXdsPath: env.LOCAL_XDS_PATH || undefined,
+    inpodUds: env.INPOD_UDS || '/var/run/ztunnel/ztunnel.sock',
     nodeName: env.NODE_NAME ?? '',
     trustDomain: env.TRUST_DOMAIN || 'cluster.local',
     clusterId: env.ISTIO_META_CLUSTER_ID || env.CLUSTER_ID || 'Kubernetes',
@@ -91,6 +94,6 @@ export function loadConfig(env: Env = process.env): Config {
     terminationDeadlineMs: terminationDeadlineMs(env),
     bindAddress: env.BIND_ADDRESS || '0.0.0.0',
     ports: { outbound: 15001, inbound: 15008, inboundPlaintext: 15006, socks5: 15080, metrics: 15020, readiness: 15021, admin: 15000 },
-    logLevel: env.LOG_LEVEL || env.RUST_LOG || 'info',
+    logLevel: env.LOG_LEVEL || 'info',
   };
 }

@@ -1,13 +1,19 @@
-// How ztunnel makes its sockets. Outbound sockets carry ztunnel's mark so the redirection rules let them through.
-import net from 'node:net';
-import { connectTcp } from '../native/index.js';
+// How ztunnel makes its sockets: inside a given network namespace (a pod's, or its own), with ztunnel's mark
+// so the redirection rules let them through.
+import type net from 'node:net';
+import { connectTcp, listenTcp } from '../native/index.js';
 
 /** Mark on every socket ztunnel opens, matched by the in-pod rules (Istio's 0x539). */
 export const ZTUNNEL_MARK = 0x539;
 
+export interface ConnectOptions {
+  /** Connect from this (foreign) address, keeping the original client's IP (IP_TRANSPARENT). */
+  spoofSource?: string;
+}
+
 export interface SocketFactory {
   /** Start a TCP connection; errors arrive as 'error' events. */
-  connect(ip: string, port: number): net.Socket;
+  connect(ip: string, port: number, opts?: ConnectOptions): net.Socket;
   /** Listen on host:port; rejects with a clear error when the port is taken. */
   listen(server: net.Server, host: string, port: number): Promise<void>;
 }
@@ -29,7 +35,7 @@ export function listenError(err: NodeJS.ErrnoException, host: string, port: numb
   return new Error(`cannot listen on ${host}:${port}: ${err.message}`);
 }
 
-export function listenOn(server: net.Server, opts: net.ListenOptions, host: string, port: number): Promise<void> {
+export function listenOn(server: net.Server, opts: net.ListenOptions | { fd: number }, host: string, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => reject(listenError(err, host, port));
     server.once('error', onError);
@@ -40,15 +46,29 @@ export function listenOn(server: net.Server, opts: net.ListenOptions, host: stri
   });
 }
 
-/** Sockets in ztunnel's own network namespace (dedicated mode). */
-export class LocalSocketFactory implements SocketFactory {
-  constructor(private readonly mark: number = ZTUNNEL_MARK) {}
+/**
+ * Sockets in one network namespace: `netnsFd` for a pod's (shared mode), or none for ztunnel's own (dedicated mode).
+ * SO_REUSEPORT lets a new ztunnel take over a pod's ports while the old one drains, as Istio's does.
+ */
+export class NetnsSocketFactory implements SocketFactory {
+  constructor(
+    private readonly netnsFd: number | undefined,
+    private readonly reusePort: boolean,
+    private readonly mark: number = ZTUNNEL_MARK,
+  ) {}
 
-  connect(ip: string, port: number): net.Socket {
-    return connectTcp({ host: ip, port, mark: this.mark, allowHalfOpen: true, noDelay: true });
+  connect(ip: string, port: number, opts: ConnectOptions = {}): net.Socket {
+    const spoof = opts.spoofSource ? { transparent: true, bindAddress: opts.spoofSource } : {};
+    return connectTcp({ netnsFd: this.netnsFd, host: ip, port, mark: this.mark, allowHalfOpen: true, noDelay: true, ...spoof });
   }
 
   listen(server: net.Server, host: string, port: number): Promise<void> {
-    return listenOn(server, { host, port, exclusive: true }, host, port);
+    let fd: number;
+    try {
+      fd = listenTcp({ netnsFd: this.netnsFd, host, port, mark: this.mark, reusePort: this.reusePort });
+    } catch (err) {
+      return Promise.reject(listenError(err as NodeJS.ErrnoException, host, port));
+    }
+    return listenOn(server, { fd }, host, port);
   }
 }

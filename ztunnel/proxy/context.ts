@@ -19,6 +19,8 @@ export interface ProxyContext {
   log: Logger;
   accessLog: Logger;
   tracker: ConnectionTracker;
+  /** Connect to the app from the client's own IP (IP_TRANSPARENT), as Istio's ENABLE_ORIG_SRC. */
+  spoofSource: boolean;
   /** The workload this proxy serves at an address (for inbound), or undefined if it serves none there. */
   servedWorkload(ip: string): Workload | undefined;
   /** The local workload a connection from this address came from (for outbound). */

@@ -33,7 +33,7 @@ export async function handleInboundPlaintext(ctx: ProxyContext, down: net.Socket
   const untrack = ctx.tracker.add({ authz: { info, dstWorkloadUid: dst.uid }, close: () => abort(down) });
   let error: string | undefined;
   try {
-    const up = await connected(ctx.sockets.connect(dstIp, dstPort));
+    const up = await connected(ctx.sockets.connect(dstIp, dstPort, ctx.spoofSource ? { spoofSource: srcIp } : undefined));
     error = (await splice(down, up))?.message;
   } catch (err) {
     error = (err as Error).message;

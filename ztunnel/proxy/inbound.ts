@@ -42,7 +42,7 @@ export async function handleInboundStream(ctx: ProxyContext, stream: ServerHttp2
 
   let upstream: net.Socket;
   try {
-    upstream = await connected(ctx.sockets.connect(check.ip, check.port));
+    upstream = await connected(ctx.sockets.connect(check.ip, check.port, ctx.spoofSource ? { spoofSource: peer.ip } : undefined));
   } catch (err) {
     return early(503, `upstream ${formatHostPort(check.ip, check.port)} unreachable: ${(err as Error).message}`);
   }
