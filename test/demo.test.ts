@@ -1,0 +1,22 @@
+// The README's first command must keep working: run the demo and check what it reports and that it cleans up.
+import test from 'ava';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const DEMO = fileURLToPath(new URL('./lab/demo.js', import.meta.url));
+
+test('npm run demo: mTLS identities, both replicas, a denied call, metrics, cleanup', (t) => {
+  // Test files run one at a time, so any namespace left over would be the demo's.
+  const before = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [DEMO], { encoding: 'utf8', timeout: 90_000 });
+  t.is(r.status, 0, r.stderr);
+  t.regex(r.stdout, /mTLS over HBONE: spiffe:\/\/cluster\.local\/ns\/frontend\/sa\/client -> spiffe:\/\/cluster\.local\/ns\/backend\/sa\/echo/);
+  t.regex(r.stdout, /echo-1 \(saw the call come from 10\.244\.1\.2\)/);
+  t.regex(r.stdout, /echo-2 \(saw the call come from 10\.244\.1\.2\)/);
+  t.regex(r.stdout, /denied by AuthorizationPolicy backend\/only-frontend/);
+  const conns = [...r.stdout.matchAll(/echo\.backend\.svc\.cluster\.local: (\d+) connections, (\d+) bytes in/g)];
+  t.is(conns.length, 2);
+  t.is(conns.reduce((n, m) => n + Number(m[1]), 0), 8);
+  t.is(conns.reduce((n, m) => n + Number(m[2]), 0), 8 * 1024);
+  t.is(execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }), before);
+});
