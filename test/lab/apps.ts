@@ -76,3 +76,61 @@ export function httpIn(ns: Netns, method: string, port: number, path: string, ho
     req.end();
   });
 }
+
+/** An HTTP server in a namespace: answers every request with its name and the caller's address. */
+export function httpServer(ns: Netns, host: string, port: number, name: string): Promise<http.Server> {
+  const server = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.end(`${name} (saw the call come from ${req.socket.remoteAddress})`));
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ fd: listenTcp({ netnsFd: ns.fd, host, port }) }, () => resolve(server));
+  });
+}
+
+export interface CallStats {
+  calls: number;
+  errors: number;
+  bytesSent: number;
+  bytesReceived: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** Distinct answers, e.g. which replicas replied. */
+  answers: string[];
+}
+
+/** `count` sequential HTTP POSTs from inside `ns`, with latency percentiles and byte counts. */
+export async function timedHttpCalls(ns: Netns, host: string, port: number, count: number, body: Buffer): Promise<CallStats> {
+  const latencies: number[] = [];
+  const answers = new Set<string>();
+  let errors = 0;
+  let bytesReceived = 0;
+  for (let i = 0; i < count; i++) {
+    const start = process.hrtime.bigint();
+    try {
+      const text = await new Promise<string>((resolve, reject) => {
+        const req = http.request(
+          { method: 'POST', host, port, path: '/', timeout: 5000, createConnection: () => connectTcp({ netnsFd: ns.fd, host, port }) },
+          (res) => {
+            let got = '';
+            res.setEncoding('utf8');
+            res.on('data', (c: string) => (got += c));
+            res.on('end', () => resolve(got));
+          },
+        );
+        req.on('timeout', () => req.destroy(new Error('timeout')));
+        req.on('error', reject);
+        req.end(body);
+      });
+      latencies.push(Number(process.hrtime.bigint() - start) / 1e6);
+      bytesReceived += Buffer.byteLength(text);
+      answers.add(text);
+    } catch {
+      errors++;
+    }
+  }
+  latencies.sort((a, b) => a - b);
+  const pct = (p: number) => (latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))]! : NaN);
+  return { calls: count, errors, bytesSent: body.length * count, bytesReceived, p50Ms: pct(50), p99Ms: pct(99), answers: [...answers].sort() };
+}

@@ -2,10 +2,11 @@
 // node's ztunnel (shared mode) over ZDS, and talk over HBONE; an AuthorizationPolicy denies one call. Prints what
 // happened, keeps the ztunnel logs, and removes everything (also on Ctrl-C).
 import { copyFileSync, mkdirSync } from 'node:fs';
+import type http from 'node:http';
 import type net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { exchange, httpIn, listenIn } from './apps.js';
+import { exchange, httpIn, httpServer, timedHttpCalls } from './apps.js';
 import { Cluster } from './cluster.js';
 import { counter } from './fixtures.js';
 
@@ -47,31 +48,26 @@ async function teardown(): Promise<void> {
 process.on('SIGINT', () => void teardown().then(() => process.exit(130)));
 process.on('SIGTERM', () => void teardown().then(() => process.exit(143)));
 
-const servers: net.Server[] = [];
+const servers: (net.Server | http.Server)[] = [];
 try {
   const t0 = Date.now();
   step('building a 2-node cluster: node netns, pod netns, veths, routes; in-pod redirection rules for enrolled pods ...');
   step('starting a ztunnel per node (shared mode); each receives its pods over ZDS ...');
   await cluster.start();
   step(`cluster ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  for (const name of ['echo-1', 'echo-2', 'legacy'])
-    servers.push(
-      await listenIn(cluster.pod(name).ns, '0.0.0.0', 8080, (s) => {
-        s.resume();
-        s.on('end', () => s.end(`${name} (saw the call come from ${s.remoteAddress})`));
-      }),
-    );
+  for (const name of ['echo-1', 'echo-2', 'legacy']) servers.push(await httpServer(cluster.pod(name).ns, '0.0.0.0', 8080, name));
 
   console.log('\nCalls');
-  const seen = new Set<string>();
-  const request = Buffer.alloc(1024, 0x61);
-  for (let i = 0; i < 8; i++) seen.add((await exchange(cluster.pod('client').ns, '10.96.0.10', 80, request)).received.toString());
+  const stats = await timedHttpCalls(cluster.pod('client').ns, '10.96.0.10', 80, 8, Buffer.alloc(1024, 0x61));
   const line = await waitForLine('node1', (l) => l['dst.service'] === ECHO);
-  console.log(`  frontend/client (${cluster.pod('client').ip}) -> echo.backend VIP 10.96.0.10:80, 8 calls of 1 KiB, answered by:`);
-  for (const who of [...seen].sort()) console.log(`    ${who}`);
+  console.log(
+    `  frontend/client (${cluster.pod('client').ip}) -> http://echo.backend VIP 10.96.0.10:80: ${stats.calls - stats.errors}/${stats.calls} POSTs of 1 KiB ` +
+      `(latency p50 ${stats.p50Ms.toFixed(1)} ms, p99 ${stats.p99Ms.toFixed(1)} ms, each a new connection), answered by:`,
+  );
+  for (const who of stats.answers) console.log(`    ${who}`);
   console.log(`    mTLS over HBONE: ${line['src.identity']} -> ${line['dst.identity']}`);
-  const plain = await exchange(cluster.pod('client').ns, cluster.pod('legacy').ip, 8080);
-  console.log(`  frontend/client -> legacy/legacy (not in the mesh): answered by ${plain.received.toString() || plain.error}, plain TCP without identity`);
+  const plain = await timedHttpCalls(cluster.pod('client').ns, cluster.pod('legacy').ip, 8080, 1, Buffer.alloc(0));
+  console.log(`  frontend/client -> legacy/legacy (not in the mesh): answered by ${plain.answers[0] ?? 'nobody'}, plain TCP without identity`);
   const denied = await exchange(cluster.pod('legacy').ns, cluster.pod('echo-2').ip, 8080);
   console.log(
     `  legacy/legacy -> backend/echo-2: ${denied.received.length === 0 ? 'denied by AuthorizationPolicy backend/only-frontend (no mesh identity)' : 'unexpectedly allowed'}`,
