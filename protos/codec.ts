@@ -148,8 +148,8 @@ export interface Codec<T> {
  * Builds a codec for any message type loaded in `protoRoot`. The caller
  * vouches that `T` describes that message (see types.ts).
  */
-export function makeCodec<T>(typeName: string): Codec<T> {
-  const type = protoRoot.lookupType(typeName);
+export function makeCodec<T>(typeName: string, root: protobuf.Root = protoRoot): Codec<T> {
+  const type = root.lookupType(typeName);
   const normalize = normalizerFor(type);
   const codec: Codec<T> = {
     typeName,
