@@ -1,0 +1,110 @@
+// Keeps the xDS resources in step with the cached Kubernetes objects. A change recomputes only what it can affect:
+// a pod -> its workload; a service -> itself and its namespace's pods; a namespace -> its pods; a policy -> itself
+// and its namespace's pods (selector policies are listed on workloads).
+import type { V1Pod } from '@kubernetes/client-node';
+import { ADDRESS_TYPE_URL, AddressCodec, AUTHORIZATION_TYPE_URL, AuthorizationCodec } from '../../protos/index.js';
+import { toAuthorization } from '../translate/authorization.js';
+import { serviceKey, toService, type MeshContext } from '../translate/service.js';
+import { toWorkload, workloadUid } from '../translate/workload.js';
+import type { Cached, Kind } from './cache.js';
+
+/** Where resources go: the xDS server's store. */
+export interface ResourceSink {
+  set(typeUrl: string, name: string, bytes: Uint8Array, aliases?: string[]): void;
+  delete(typeUrl: string, name: string): void;
+}
+
+export interface ControllerContext extends MeshContext {
+  rootNamespace: string;
+}
+
+type SelectorPolicy = { key: string; namespace: string; selector: Record<string, string> };
+
+const alias = (network: string, ip: string) => `${network}/${ip}`;
+
+export class Reconciler {
+  /** What we last published per object key, so deletions and renames remove the right resource. */
+  private readonly podResource = new Map<string, string>();
+  private readonly serviceResource = new Map<string, string>();
+  private readonly policyResource = new Map<string, string>();
+
+  constructor(
+    private readonly cache: Cached,
+    private readonly sink: ResourceSink,
+    private readonly ctx: ControllerContext,
+  ) {}
+
+  /** Call after the cache changed for one object. */
+  changed(kind: Kind, key: string): void {
+    const policies = this.selectorPolicies();
+    if (kind === 'pods') return this.syncPod(key, policies);
+    const ns = kind === 'namespaces' ? key : key.split('/')[0]!;
+    if (kind === 'services') this.syncService(key);
+    if (kind === 'policies') this.syncPolicy(key);
+    for (const [k, p] of this.cache.pods) if (p.metadata?.namespace === ns) this.syncPod(k, policies);
+  }
+
+  /** Everything, e.g. after the initial lists. */
+  syncAll(): void {
+    for (const k of this.cache.services.keys()) this.syncService(k);
+    for (const k of this.cache.policies.keys()) this.syncPolicy(k);
+    const policies = this.selectorPolicies();
+    for (const k of this.cache.pods.keys()) this.syncPod(k, policies);
+    for (const k of [...this.podResource.keys()]) if (!this.cache.pods.has(k)) this.syncPod(k, policies);
+    for (const k of [...this.serviceResource.keys()]) if (!this.cache.services.has(k)) this.syncService(k);
+    for (const k of [...this.policyResource.keys()]) if (!this.cache.policies.has(k)) this.syncPolicy(k);
+  }
+
+  private selectorPolicies(): SelectorPolicy[] {
+    const out: SelectorPolicy[] = [];
+    for (const [key, p] of this.cache.policies) {
+      const tr = toAuthorization(p, this.ctx.rootNamespace);
+      if (tr.kind === 'ztunnel' && tr.selector) out.push({ key, namespace: p.metadata?.namespace ?? '', selector: tr.selector });
+    }
+    return out;
+  }
+
+  private syncPod(key: string, policies: SelectorPolicy[]): void {
+    const pod: V1Pod | undefined = this.cache.pods.get(key);
+    const w = pod && toWorkload(pod, this.cache.namespaces.get(pod.metadata?.namespace ?? ''), this.cache.services.values(), policies, this.ctx);
+    const old = this.podResource.get(key);
+    if (!w) {
+      if (old) this.sink.delete(ADDRESS_TYPE_URL, old);
+      this.podResource.delete(key);
+      return;
+    }
+    const name = workloadUid(this.ctx.clusterId, pod!);
+    if (old && old !== name) this.sink.delete(ADDRESS_TYPE_URL, old);
+    const ips = pod!.status?.podIPs?.map((p) => p.ip) ?? [pod!.status!.podIP!];
+    this.sink.set(ADDRESS_TYPE_URL, name, AddressCodec.encode({ workload: w }), ips.map((ip) => alias(this.ctx.network, ip)));
+    this.podResource.set(key, name);
+  }
+
+  private syncService(key: string): void {
+    const svc = this.cache.services.get(key);
+    const old = this.serviceResource.get(key);
+    if (!svc) {
+      if (old) this.sink.delete(ADDRESS_TYPE_URL, old);
+      this.serviceResource.delete(key);
+      return;
+    }
+    const name = serviceKey(svc, this.ctx);
+    const s = toService(svc, this.ctx);
+    const vips = (svc.spec?.clusterIPs ?? [svc.spec?.clusterIP ?? '']).filter((ip) => ip && ip !== 'None');
+    this.sink.set(ADDRESS_TYPE_URL, name, AddressCodec.encode({ service: s }), vips.map((ip) => alias(this.ctx.network, ip)));
+    this.serviceResource.set(key, name);
+  }
+
+  private syncPolicy(key: string): void {
+    const p = this.cache.policies.get(key);
+    const tr = p && toAuthorization(p, this.ctx.rootNamespace);
+    if (!tr || tr.kind !== 'ztunnel') {
+      if (this.policyResource.has(key)) this.sink.delete(AUTHORIZATION_TYPE_URL, key);
+      this.policyResource.delete(key);
+      return;
+    }
+    this.sink.set(AUTHORIZATION_TYPE_URL, key, AuthorizationCodec.encode(tr.authorization));
+    this.policyResource.set(key, key);
+  }
+}
+
