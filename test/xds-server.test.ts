@@ -1,0 +1,471 @@
+// Delta ADS server of the control plane, driven by a real grpc-js client over 127.0.0.1.
+import test from 'ava';
+import * as grpc from '@grpc/grpc-js';
+import { pino } from 'pino';
+import { Writable } from 'node:stream';
+import {
+  ADDRESS_TYPE_URL,
+  AUTHORIZATION_TYPE_URL,
+  AddressCodec,
+  AuthorizationCodec,
+  toStruct,
+  type Address,
+} from '../protos/index.js';
+import {
+  AggregatedDiscoveryServiceDefinition,
+  type DeltaDiscoveryRequest,
+  type DeltaDiscoveryResponse,
+} from '../protos/xds.js';
+import { ResourceStore, XdsServer, addressNameAndAliases } from '../waypoint-controller/xds/index.js';
+import { ipToBytes } from '../ztunnel/net/ip.js';
+
+// ------------------------------------------------------------------ fixtures
+
+const NET = 'net1';
+
+function workload(name: string, ip: string, extra: Partial<Address['workload']> = {}): Address {
+  return AddressCodec.create({
+    workload: {
+      uid: `Kubernetes//v1/Pod/shop/${name}`,
+      name,
+      namespace: 'shop',
+      network: NET,
+      addresses: [ipToBytes(ip)],
+      serviceAccount: name,
+      ...extra,
+    },
+  });
+}
+
+function service(name: string, vip: string): Address {
+  return AddressCodec.create({
+    service: {
+      name,
+      namespace: 'shop',
+      hostname: `${name}.shop.svc.cluster.local`,
+      addresses: [{ network: NET, address: ipToBytes(vip) }],
+      ports: [{ servicePort: 80, targetPort: 8080 }],
+    },
+  });
+}
+
+function putAddress(store: ResourceStore, a: Address): string {
+  const { name, aliases } = addressNameAndAliases(a);
+  store.set(ADDRESS_TYPE_URL, name, AddressCodec.encode(a), aliases);
+  return name;
+}
+
+const uid = (name: string) => `Kubernetes//v1/Pod/shop/${name}`;
+
+// ------------------------------------------------------------------ client
+
+const AdsClient = grpc.makeGenericClientConstructor(
+  AggregatedDiscoveryServiceDefinition as unknown as grpc.ServiceDefinition,
+  'AggregatedDiscoveryService',
+);
+
+const NODE = {
+  id: 'ztunnel~10.244.0.5~ztunnel-abc.istio-system~istio-system.svc.cluster.local',
+  cluster: '',
+  metadata: toStruct({ NAME: 'ztunnel-abc', NAMESPACE: 'istio-system', INSTANCE_IPS: '10.244.0.5', NODE_NAME: 'node-a' }),
+};
+
+class TestClient {
+  private readonly client: grpc.Client;
+  private readonly stream: grpc.ClientDuplexStream<Partial<DeltaDiscoveryRequest>, DeltaDiscoveryResponse>;
+  private readonly queue: DeltaDiscoveryResponse[] = [];
+  private waiter: (() => void) | undefined;
+  ended = false;
+
+  constructor(port: number) {
+    this.client = new AdsClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    const md = new grpc.Metadata();
+    md.set('clusterid', 'Kubernetes');
+    const method = (this.client as unknown as Record<string, (md: grpc.Metadata) => typeof this.stream>).deltaAggregatedResources!;
+    this.stream = method.call(this.client, md);
+    this.stream.on('data', (r: DeltaDiscoveryResponse) => {
+      this.queue.push(r);
+      this.waiter?.();
+    });
+    this.stream.on('error', () => {
+      this.ended = true;
+      this.waiter?.();
+    });
+    this.stream.on('end', () => {
+      this.ended = true;
+      this.waiter?.();
+    });
+  }
+
+  send(req: Partial<DeltaDiscoveryRequest>): void {
+    this.stream.write({ typeUrl: ADDRESS_TYPE_URL, ...req });
+  }
+
+  /** Next response, waiting at most timeoutMs. */
+  async next(timeoutMs = 3000): Promise<DeltaDiscoveryResponse> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.queue.length === 0) {
+      const left = deadline - Date.now();
+      if (left <= 0 || this.ended) throw new Error(`no xDS response within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiter = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+      this.waiter = undefined;
+    }
+    return this.queue.shift()!;
+  }
+
+  /** Resolves with whatever arrived within ms (expected: nothing). */
+  async drain(ms: number): Promise<DeltaDiscoveryResponse[]> {
+    await new Promise((r) => setTimeout(r, ms));
+    return this.queue.splice(0);
+  }
+
+  ack(resp: DeltaDiscoveryResponse): void {
+    this.send({ typeUrl: resp.typeUrl, responseNonce: resp.nonce });
+  }
+
+  close(): void {
+    try {
+      this.stream.end();
+      this.stream.cancel();
+    } catch {
+      // ignore
+    }
+    this.client.close();
+  }
+}
+
+// ------------------------------------------------------------------ harness
+
+const servers: XdsServer[] = [];
+const clients: TestClient[] = [];
+
+const lines: string[] = [];
+const log = pino(
+  { level: 'warn' },
+  new Writable({
+    write(chunk, _enc, cb) {
+      lines.push(String(chunk));
+      cb();
+    },
+  }),
+);
+
+async function setup(opts: { debounceMs?: number; maxDelayMs?: number } = {}) {
+  const store = new ResourceStore();
+  const server = new XdsServer({ store, debounceMs: opts.debounceMs ?? 20, maxDelayMs: opts.maxDelayMs ?? 200, log });
+  servers.push(server);
+  const port = await server.listen('127.0.0.1:0');
+  const connect = () => {
+    const c = new TestClient(port);
+    clients.push(c);
+    return c;
+  };
+  return { store, server, port, connect };
+}
+
+function seed(store: ResourceStore) {
+  putAddress(store, workload('a', '10.0.0.1'));
+  putAddress(store, workload('b', '10.0.0.2'));
+  putAddress(store, service('web', '10.96.0.10'));
+}
+
+const names = (r: DeltaDiscoveryResponse) => r.resources.map((x) => x.name).sort();
+const decodeAddr = (r: DeltaDiscoveryResponse, i = 0) => AddressCodec.decode(r.resources[i]!.resource!.value);
+
+test.after.always(async () => {
+  for (const c of clients) c.close();
+  await Promise.all(servers.map((s) => s.close(500)));
+});
+
+// ------------------------------------------------------------------ tests
+
+test.serial('wildcard subscription gets every resource; node and clusterid are recorded', async (t) => {
+  const { store, server, connect } = await setup();
+  seed(store);
+  const c = connect();
+  c.send({ node: NODE });
+  const r = await c.next();
+  t.is(r.typeUrl, ADDRESS_TYPE_URL);
+  t.deepEqual(names(r), [uid('a'), uid('b'), 'shop/web.shop.svc.cluster.local'].sort());
+  t.deepEqual(r.removedResources, []);
+  t.truthy(r.nonce);
+  for (const res of r.resources) {
+    t.is(res.resource?.type_url, ADDRESS_TYPE_URL);
+    t.truthy(res.version);
+  }
+  const conn = server.debugState().connections[0]!;
+  t.is(conn.node?.id, NODE.id);
+  t.is(conn.node?.proxyType, 'ztunnel');
+  t.is(conn.node?.ip, '10.244.0.5');
+  t.is(conn.node?.podName, 'ztunnel-abc');
+  t.is(conn.node?.podNamespace, 'istio-system');
+  t.is(conn.node?.nodeName, 'node-a');
+  t.is(conn.clusterId, 'Kubernetes');
+  t.true(conn.types[ADDRESS_TYPE_URL]!.wildcard);
+
+  // Authorization is served on the same stream.
+  store.set(AUTHORIZATION_TYPE_URL, 'shop/deny-all', AuthorizationCodec.encode({ name: 'deny-all', namespace: 'shop' }));
+  c.send({ typeUrl: AUTHORIZATION_TYPE_URL });
+  const ra = await c.next();
+  t.is(ra.typeUrl, AUTHORIZATION_TYPE_URL);
+  t.deepEqual(names(ra), ['shop/deny-all']);
+  t.is(AuthorizationCodec.decode(ra.resources[0]!.resource!.value).name, 'deny-all');
+});
+
+test.serial('an update reaches wildcard subscribers as one delta with only the changed resource; removal as removed_resources', async (t) => {
+  const { store, connect } = await setup();
+  seed(store);
+  const c1 = connect();
+  const c2 = connect();
+  c1.send({ node: NODE });
+  c2.send({ node: NODE });
+  const first = await c1.next();
+  await c2.next();
+  c1.ack(first);
+
+  putAddress(store, workload('a', '10.0.0.1', { serviceAccount: 'changed' }));
+  for (const c of [c1, c2]) {
+    const r = await c.next();
+    t.deepEqual(names(r), [uid('a')]);
+    t.deepEqual(r.removedResources, []);
+    t.is(decodeAddr(r).workload?.serviceAccount, 'changed');
+    t.not(r.nonce, first.nonce);
+  }
+  // Same content again: no push.
+  const same = workload('a', '10.0.0.1', { serviceAccount: 'changed' });
+  const { name: sameName, aliases: sameAliases } = addressNameAndAliases(same);
+  t.false(store.set(ADDRESS_TYPE_URL, sameName, AddressCodec.encode(same), sameAliases));
+  t.deepEqual(await c1.drain(150), []);
+
+  store.delete(ADDRESS_TYPE_URL, uid('b'));
+  for (const c of [c1, c2]) {
+    const r = await c.next();
+    t.deepEqual(r.resources, []);
+    t.deepEqual(r.removedResources, [uid('b')]);
+  }
+});
+
+test.serial('explicit subscription by name and by <network>/<ip> alias gets only that; unknown keys come back removed', async (t) => {
+  const { store, server, connect } = await setup();
+  seed(store);
+  const c = connect();
+  // ztunnel's on-demand start: subscribe and unsubscribe "*" = subscribed to nothing; answered empty.
+  c.send({ node: NODE, resourceNamesSubscribe: ['*'], resourceNamesUnsubscribe: ['*'] });
+  const r0 = await c.next();
+  t.deepEqual(r0.resources, []);
+  t.deepEqual(r0.removedResources, []);
+  t.false(server.debugState().connections[0]!.types[ADDRESS_TYPE_URL]!.wildcard);
+
+  c.send({ resourceNamesSubscribe: [`${NET}/10.0.0.2`] });
+  const r1 = await c.next();
+  t.deepEqual(names(r1), [uid('b')]);
+  t.deepEqual(r1.resources[0]!.aliases, [`${NET}/10.0.0.2`]);
+  t.deepEqual(r1.removedResources, []);
+
+  c.send({ resourceNamesSubscribe: [uid('a')] });
+  const r2 = await c.next();
+  t.deepEqual(names(r2), [uid('a')]);
+
+  c.send({ resourceNamesSubscribe: [`${NET}/10.96.0.10`] });
+  const r3 = await c.next();
+  t.deepEqual(names(r3), ['shop/web.shop.svc.cluster.local']);
+  t.is(decodeAddr(r3).service?.hostname, 'web.shop.svc.cluster.local');
+
+  c.send({ resourceNamesSubscribe: [`${NET}/10.9.9.9`] });
+  const r4 = await c.next();
+  t.deepEqual(r4.resources, []);
+  t.deepEqual(r4.removedResources, [`${NET}/10.9.9.9`]);
+
+  t.deepEqual(server.debugState().connections[0]!.types[ADDRESS_TYPE_URL]!.subscribed, [
+    `${NET}/10.0.0.2`, `${NET}/10.9.9.9`, `${NET}/10.96.0.10`, uid('a'),
+  ].sort());
+
+  // A change to the resource found through the alias is pushed under its canonical name...
+  putAddress(store, workload('b', '10.0.0.2', { serviceAccount: 'b2' }));
+  const r5 = await c.next();
+  t.deepEqual(names(r5), [uid('b')]);
+  // ...and so is its removal.
+  store.delete(ADDRESS_TYPE_URL, uid('b'));
+  const r6 = await c.next();
+  t.deepEqual(r6.removedResources, [uid('b')]);
+  // A pod appearing later at a subscribed IP that was unknown is sent too.
+  putAddress(store, workload('late', '10.9.9.9'));
+  const r7 = await c.next();
+  t.deepEqual(names(r7), [uid('late')]);
+});
+
+test.serial('a change to a resource nobody subscribed to reaches no one', async (t) => {
+  const { store, server, connect } = await setup();
+  seed(store);
+  putAddress(store, workload('other', '10.0.0.50'));
+  const c = connect();
+  c.send({ node: NODE, resourceNamesSubscribe: [uid('a')] });
+  const r0 = await c.next();
+  t.deepEqual(names(r0), [uid('a')]);
+
+  putAddress(store, workload('other', '10.0.0.50', { serviceAccount: 'x' }));
+  putAddress(store, workload('brand-new', '10.0.0.51'));
+  store.delete(ADDRESS_TYPE_URL, uid('b'));
+  t.deepEqual(await c.drain(300), []);
+  t.is(server.debugState().connections[0]!.types[ADDRESS_TYPE_URL]!.pushes, 1);
+});
+
+test.serial('unsubscribe stops updates and is not answered', async (t) => {
+  const { store, connect } = await setup();
+  seed(store);
+  const c = connect();
+  c.send({ node: NODE, resourceNamesSubscribe: [uid('a'), `${NET}/10.0.0.2`] });
+  const r0 = await c.next();
+  t.deepEqual(names(r0), [uid('a'), uid('b')]);
+  c.ack(r0);
+  c.send({ resourceNamesUnsubscribe: [uid('a'), `${NET}/10.0.0.2`] });
+  t.deepEqual(await c.drain(150), []);
+  putAddress(store, workload('a', '10.0.0.1', { serviceAccount: 'x' }));
+  putAddress(store, workload('b', '10.0.0.2', { serviceAccount: 'x' }));
+  store.delete(ADDRESS_TYPE_URL, uid('a'));
+  t.deepEqual(await c.drain(300), []);
+
+  // Wildcard subscribers can leave the wildcard with "*".
+  const w = connect();
+  w.send({ node: NODE });
+  await w.next();
+  w.send({ resourceNamesUnsubscribe: ['*'] });
+  await w.drain(100);
+  putAddress(store, workload('b', '10.0.0.2', { serviceAccount: 'y' }));
+  t.deepEqual(await w.drain(300), []);
+});
+
+test.serial('ACK is tracked; a NACK is logged with its reason, counted and not answered by a resend', async (t) => {
+  const { store, server, connect } = await setup();
+  seed(store);
+  const c = connect();
+  c.send({ node: NODE });
+  const r0 = await c.next();
+  c.ack(r0);
+  await c.drain(50);
+  let dbg = server.debugState().connections[0]!.types[ADDRESS_TYPE_URL]!;
+  t.is(dbg.nonceAcked, r0.nonce);
+  t.is(dbg.acks, 1);
+
+  putAddress(store, workload('a', '10.0.0.1', { serviceAccount: 'bad' }));
+  const r1 = await c.next();
+  c.send({ responseNonce: r1.nonce, errorDetail: { code: 3, message: `${uid('a')}: invalid workload` } });
+  t.deepEqual(await c.drain(400), [], 'no resend after a NACK');
+  dbg = server.debugState().connections[0]!.types[ADDRESS_TYPE_URL]!;
+  t.is(dbg.nacks, 1);
+  t.is(dbg.nonceNacked, r1.nonce);
+  t.is(dbg.lastNack?.message, `${uid('a')}: invalid workload`);
+  t.true(lines.some((l) => l.includes('NACK') && l.includes('invalid workload')));
+  const metrics = await server.registry.metrics();
+  t.regex(metrics, /pilot_total_xds_rejects\{type="address"\} 1/);
+  t.regex(metrics, /pilot_xds 1/);
+  t.regex(metrics, /pilot_xds_pushes\{type="address"\} 2/);
+  t.regex(metrics, /ambit_xds_pushed_bytes_total\{type="address"\} \d+/);
+
+  // A fixed version is pushed normally afterwards.
+  putAddress(store, workload('a', '10.0.0.1', { serviceAccount: 'good' }));
+  const r2 = await c.next();
+  t.deepEqual(names(r2), [uid('a')]);
+  t.is(decodeAddr(r2).workload?.serviceAccount, 'good');
+});
+
+test.serial('reconnect with initial_resource_versions gets only what changed meanwhile', async (t) => {
+  const { store, connect } = await setup();
+  seed(store);
+  const c1 = connect();
+  c1.send({ node: NODE });
+  const r0 = await c1.next();
+  const held = Object.fromEntries(r0.resources.map((r) => [r.name, r.version]));
+  c1.close();
+
+  putAddress(store, workload('b', '10.0.0.2', { serviceAccount: 'b2' })); // changed
+  store.delete(ADDRESS_TYPE_URL, 'shop/web.shop.svc.cluster.local'); // removed
+  putAddress(store, workload('c', '10.0.0.3')); // new
+  await new Promise((r) => setTimeout(r, 60));
+
+  const c2 = connect();
+  c2.send({ node: NODE, initialResourceVersions: held });
+  const r1 = await c2.next();
+  t.deepEqual(names(r1), [uid('b'), uid('c')]);
+  t.deepEqual(r1.removedResources, ['shop/web.shop.svc.cluster.local']);
+  t.deepEqual(await c2.drain(150), []);
+
+  // A client that does not know versions (ztunnel sends "") gets everything it has again.
+  const c3 = connect();
+  c3.send({ node: NODE, initialResourceVersions: { [uid('a')]: '', gone: '' } });
+  const r2 = await c3.next();
+  t.deepEqual(names(r2), [uid('a'), uid('b'), uid('c')]);
+  t.deepEqual(r2.removedResources, ['gone']);
+});
+
+test.serial('debounce coalesces a burst into one push, and a steady stream is not starved', async (t) => {
+  const { store, server, connect } = await setup({ debounceMs: 50, maxDelayMs: 150 });
+  seed(store);
+  const c = connect();
+  c.send({ node: NODE });
+  await c.next();
+
+  const N = 30;
+  for (let i = 0; i < N; i++) putAddress(store, workload(`burst-${i % 5}`, `10.1.0.${i % 5}`, { serviceAccount: `v${i}` }));
+  const r = await c.next();
+  t.deepEqual(names(r), [0, 1, 2, 3, 4].map((i) => uid(`burst-${i}`)).sort());
+  t.deepEqual(await c.drain(150), [], 'one push for the whole burst');
+  // Each resource carries its last content.
+  const sa = r.resources.map((_, i) => decodeAddr(r, i).workload?.serviceAccount).sort();
+  t.deepEqual(sa, ['v25', 'v26', 'v27', 'v28', 'v29']);
+
+  // Steady stream: an update every 20 ms (< debounce) for ~600 ms still gets pushes out within maxDelay.
+  const start = Date.now();
+  let i = 0;
+  const timer = setInterval(() => putAddress(store, workload('steady', '10.2.0.1', { serviceAccount: `s${i++}` })), 20);
+  const got: number[] = [];
+  try {
+    while (Date.now() - start < 600) {
+      const left = 600 - (Date.now() - start);
+      try {
+        await c.next(Math.max(1, left));
+        got.push(Date.now() - start);
+      } catch {
+        break;
+      }
+    }
+  } finally {
+    clearInterval(timer);
+  }
+  t.true(got.length >= 2, `pushes during the stream: ${got.join(',')}`);
+  t.true(got[0]! <= 150 + 100, `first push after ${got[0]} ms`);
+  t.true(got.length < i, `fewer pushes (${got.length}) than updates (${i})`);
+  await c.drain(250);
+  t.deepEqual(server.debugState().pendingChanges, {});
+});
+
+test.serial('two clients: only the on-demand subscriber of a resource receives it; wildcard receives all', async (t) => {
+  const { store, server, connect } = await setup();
+  seed(store);
+  const wild = connect();
+  const od1 = connect();
+  const od2 = connect();
+  wild.send({ node: NODE });
+  od1.send({ node: NODE, resourceNamesSubscribe: ['*'], resourceNamesUnsubscribe: ['*'] });
+  od2.send({ node: NODE, resourceNamesSubscribe: ['*'], resourceNamesUnsubscribe: ['*'] });
+  await wild.next();
+  await od1.next();
+  await od2.next();
+  od1.send({ resourceNamesSubscribe: [`${NET}/10.0.0.1`] });
+  t.deepEqual(names(await od1.next()), [uid('a')]);
+
+  putAddress(store, workload('a', '10.0.0.1', { serviceAccount: 'z' }));
+  t.deepEqual(names(await wild.next()), [uid('a')]);
+  t.deepEqual(names(await od1.next()), [uid('a')]);
+  t.deepEqual(await od2.drain(250), []);
+  t.is(server.debugState().connections.length, 3);
+  od2.close();
+  await od2.drain(200);
+  t.is(server.debugState().connections.length, 2);
+});

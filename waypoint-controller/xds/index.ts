@@ -1,0 +1,12 @@
+// Delta ADS server of the control plane: resource store, server, metrics and debug state.
+export { ResourceStore, contentVersion } from './store.js';
+export type { StoredResource, StoreChange, StoreListener } from './store.js';
+export { XdsServer, DEFAULT_TYPE_URLS } from './server.js';
+export type { XdsServerOptions, XdsDebugState, FlushStats } from './server.js';
+export type { ConnectionDebug, TypeWatchDebug } from './connection.js';
+export { XdsMetrics, typeLabel } from './metrics.js';
+export { parseNode } from './node.js';
+export type { ClientNode } from './node.js';
+export { WILDCARD, newTypeWatch, planRequest, planChange } from './subscriptions.js';
+export type { TypeWatch, DeltaPlan, SubscriptionRequest } from './subscriptions.js';
+export { workloadAliases, serviceAliases, workloadResourceName, serviceResourceName, policyResourceName, addressNameAndAliases } from './names.js';

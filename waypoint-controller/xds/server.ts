@@ -1,0 +1,200 @@
+// The control plane's delta ADS server (envoy.service.discovery.v3.AggregatedDiscoveryService/
+// DeltaAggregatedResources) for ztunnel's types: istio.workload.Address and istio.security.Authorization.
+//
+// Store changes are collected per type and pushed after a quiet period (debounce), but never later than
+// `maxDelayMs` after the first pending change, so a steady stream of updates cannot starve clients.
+// Each connected client receives only the part of a change it is subscribed to (see subscriptions.ts).
+import { randomBytes } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import { pino, type Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL } from '../../protos/index.js';
+import { AggregatedDiscoveryServiceDefinition, type DeltaDiscoveryRequest } from '../../protos/xds.js';
+import { XdsConnection, type ConnectionDebug, type DeltaStream } from './connection.js';
+import { XdsMetrics } from './metrics.js';
+import type { ResourceStore, StoreChange } from './store.js';
+
+export const DEFAULT_TYPE_URLS: readonly string[] = [ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL];
+
+export interface XdsServerOptions {
+  store: ResourceStore;
+  /** Types served; requests for others are ignored. Default: Address and Authorization. */
+  typeUrls?: readonly string[];
+  /** Quiet period before a burst of changes is pushed. Default 50 ms. */
+  debounceMs?: number;
+  /** Longest a change waits while changes keep coming. Default 500 ms. */
+  maxDelayMs?: number;
+  /** Registry for the metrics; a fresh one by default (see `registry`). */
+  registry?: Registry;
+  log?: Logger;
+  /** grpc-js server options (message sizes, keepalive...). */
+  grpcOptions?: grpc.ServerOptions;
+}
+
+export interface XdsDebugState {
+  connections: ConnectionDebug[];
+  pendingChanges: Record<string, number>;
+  resources: Record<string, number>;
+}
+
+export interface FlushStats {
+  /** Responses written by this flush. */
+  pushes: number;
+  names: number;
+}
+
+export class XdsServer {
+  readonly metrics: XdsMetrics;
+  readonly log: Logger;
+  private readonly store: ResourceStore;
+  private readonly typeUrls: ReadonlySet<string>;
+  private readonly debounceMs: number;
+  private readonly maxDelayMs: number;
+  private readonly server: grpc.Server;
+  private readonly connections = new Map<string, XdsConnection>();
+  private readonly pending = new Map<string, Set<string>>();
+  private firstPendingAt = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly unsubscribeStore: () => void;
+  private readonly noncePrefix = randomBytes(4).toString('hex');
+  private nonceCounter = 0;
+  private connCounter = 0;
+  private closed = false;
+
+  constructor(opts: XdsServerOptions) {
+    this.store = opts.store;
+    this.typeUrls = new Set(opts.typeUrls ?? DEFAULT_TYPE_URLS);
+    this.debounceMs = opts.debounceMs ?? 50;
+    this.maxDelayMs = Math.max(opts.maxDelayMs ?? 500, this.debounceMs);
+    this.metrics = new XdsMetrics(opts.registry);
+    this.log = opts.log ?? pino({ name: 'xds-server', level: process.env.LOG_LEVEL ?? 'info' });
+    this.server = new grpc.Server(opts.grpcOptions);
+    this.server.addService(AggregatedDiscoveryServiceDefinition as unknown as grpc.ServiceDefinition, {
+      deltaAggregatedResources: (call: DeltaStream) => this.onStream(call),
+    });
+    this.unsubscribeStore = this.store.onChange((c) => this.onStoreChange(c));
+  }
+
+  get registry(): Registry {
+    return this.metrics.registry;
+  }
+
+  /**
+   * Binds an address (`127.0.0.1:15010`, `0.0.0.0:15012`, port 0 for any). Plaintext by default; pass
+   * `grpc.ServerCredentials.createSsl(...)` for the TLS port. May be called several times. Returns the port.
+   */
+  listen(address: string, credentials: grpc.ServerCredentials = grpc.ServerCredentials.createInsecure()): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.bindAsync(address, credentials, (err, port) => {
+        if (err) reject(err);
+        else {
+          this.log.info({ address, port }, 'xDS server listening');
+          resolve(port);
+        }
+      });
+    });
+  }
+
+  /** Stops accepting, ends all streams and shuts down (forcefully after `graceMs`). */
+  async close(graceMs = 1000): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.unsubscribeStore();
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    for (const c of this.connections.values()) c.closed = true;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, graceMs);
+      t.unref();
+      this.server.tryShutdown(() => {
+        clearTimeout(t);
+        resolve();
+      });
+      // Streams never end on their own; cancel them so tryShutdown can complete.
+      for (const c of this.connections.values()) c.cancel();
+    });
+    this.connections.clear();
+    this.metrics.connectedClients.set(0);
+  }
+
+  /** Pushes pending changes now (also used by the debounce timer). */
+  flush(): FlushStats {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    const stats: FlushStats = { pushes: 0, names: 0 };
+    if (this.pending.size === 0) return stats;
+    const batch = [...this.pending];
+    this.pending.clear();
+    for (const [typeUrl, names] of batch) {
+      stats.names += names.size;
+      for (const c of this.connections.values()) if (c.onChange(typeUrl, names)) stats.pushes++;
+    }
+    return stats;
+  }
+
+  debugState(): XdsDebugState {
+    const pendingChanges: Record<string, number> = {};
+    for (const [t, n] of this.pending) pendingChanges[t] = n.size;
+    const resources: Record<string, number> = {};
+    for (const t of this.typeUrls) resources[t] = this.store.size(t);
+    return { connections: [...this.connections.values()].map((c) => c.debug()), pendingChanges, resources };
+  }
+
+  private onStoreChange(change: StoreChange): void {
+    if (this.closed || !this.typeUrls.has(change.typeUrl)) return;
+    let set = this.pending.get(change.typeUrl);
+    if (!set) this.pending.set(change.typeUrl, (set = new Set()));
+    for (const n of change.names) set.add(n);
+    const now = Date.now();
+    if (!this.timer) this.firstPendingAt = now;
+    else clearTimeout(this.timer);
+    const delay = Math.max(0, Math.min(this.debounceMs, this.firstPendingAt + this.maxDelayMs - now));
+    this.timer = setTimeout(() => this.flush(), delay);
+  }
+
+  private onStream(call: DeltaStream): void {
+    if (this.closed) {
+      call.destroy(new Error('server closing'));
+      return;
+    }
+    const id = `${this.noncePrefix}-c${++this.connCounter}`;
+    const clusterId = String(call.metadata.get('clusterid')[0] ?? '');
+    const conn = new XdsConnection(id, call.getPeer(), clusterId, call, {
+      store: this.store,
+      metrics: this.metrics,
+      log: this.log,
+      typeUrls: this.typeUrls,
+      nonce: () => `${this.noncePrefix}-${(++this.nonceCounter).toString(36)}`,
+    });
+    this.connections.set(id, conn);
+    this.metrics.connectedClients.inc();
+    let done = false;
+    const finish = (why: string, err?: unknown) => {
+      if (done) return;
+      done = true;
+      conn.closed = true;
+      this.connections.delete(id);
+      this.metrics.connectedClients.dec();
+      this.log.info({ conn: id, node: conn.node?.id, why, err: err instanceof Error ? err.message : undefined }, 'xDS client disconnected');
+    };
+    call.on('data', (req: DeltaDiscoveryRequest) => {
+      try {
+        conn.onRequest(req);
+      } catch (err) {
+        this.log.error({ conn: id, err }, 'xDS request handling failed');
+        call.destroy(err instanceof Error ? err : new Error(String(err)));
+        finish('error', err);
+      }
+    });
+    call.on('end', () => {
+      finish('end');
+      call.end();
+    });
+    call.on('cancelled', () => finish('cancelled'));
+    call.on('error', (err) => finish('error', err));
+    call.on('close', () => finish('close'));
+  }
+}
