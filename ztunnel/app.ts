@@ -13,6 +13,7 @@ import { WorkloadProxies, type Shared } from './proxy/workload-proxies.js';
 import { LocalFileSource } from './sources/local-file.js';
 import { ProxyState } from './state/index.js';
 import { Metrics } from './telemetry/metrics.js';
+import { XdsClient, defaultTokenPath } from './xds/client.js';
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 
@@ -23,6 +24,7 @@ export class Ztunnel {
   private readonly accessLog: Logger;
   private certs?: CertificateManager;
   private source?: LocalFileSource;
+  private xds?: XdsClient;
   private admin?: AdminServers;
   /** Dedicated mode. */
   private proxies?: WorkloadProxies;
@@ -42,16 +44,34 @@ export class Ztunnel {
 
   private ready(): boolean {
     if (!this.started || this.stopping) return false;
+    if (this.xds && !this.xds.ready()) return false;
     return this.inpod ? this.inpod.ready() : true;
   }
 
   async start(): Promise<void> {
     const cfg = this.cfg;
-    if (!cfg.localXdsPath) throw new Error('LOCAL_XDS_PATH is required: the xDS client is not implemented yet');
+    if (!cfg.localXdsPath && !cfg.xdsAddress) throw new Error('no configuration source: set XDS_ADDRESS (host:port of the control plane) or LOCAL_XDS_PATH (a local YAML file)');
+    if (cfg.localXdsPath && cfg.xdsAddress) throw new Error('XDS_ADDRESS and LOCAL_XDS_PATH are both set: choose one configuration source');
     if (!cfg.localCaCert || !cfg.localCaKey) throw new Error('LOCAL_CA_CERT and LOCAL_CA_KEY are required: the remote CA client is not implemented yet');
 
-    this.source = new LocalFileSource(cfg.localXdsPath, { trustDomain: cfg.trustDomain, clusterId: cfg.clusterId }, this.state, this.log);
-    this.source.start();
+    if (cfg.localXdsPath) {
+      this.source = new LocalFileSource(cfg.localXdsPath, { trustDomain: cfg.trustDomain, clusterId: cfg.clusterId }, this.state, this.log);
+      this.source.start();
+    } else {
+      this.xds = new XdsClient(
+        {
+          address: cfg.xdsAddress!,
+          node: { ip: cfg.instanceIp, podName: cfg.podName, podNamespace: cfg.podNamespace, nodeName: cfg.nodeName, clusterId: cfg.clusterId },
+          tokenPath: cfg.xdsAuthTokenPath ?? defaultTokenPath(),
+          onDemand: cfg.xdsOnDemand,
+          defaults: { trustDomain: cfg.trustDomain, clusterId: cfg.clusterId },
+        },
+        this.state,
+        this.log.child({ scope: 'xds' }),
+      );
+      if (cfg.xdsOnDemand) this.state.resolver = this.xds;
+      this.xds.start();
+    }
     const ca = await LocalCa.open(cfg.localCaCert, cfg.localCaKey, cfg.trustDomain);
     this.certs = new CertificateManager(ca, cfg.certTtlSeconds, this.log);
     const shared: Shared = { cfg, state: this.state, certs: this.certs, metrics: this.metrics, log: this.log, accessLog: this.accessLog };
@@ -101,7 +121,7 @@ export class Ztunnel {
       policies: [...this.state.policies.all()],
       certificates: this.certs?.dump() ?? [],
       ...(this.inpod ? { pods: this.inpod.dump() } : {}),
-      config: { proxyMode: this.cfg.proxyMode, nodeName: this.cfg.nodeName, trustDomain: this.cfg.trustDomain, clusterId: this.cfg.clusterId, network: this.cfg.network },
+      config: { xdsAddress: this.cfg.xdsAddress, xdsOnDemand: this.cfg.xdsOnDemand, proxyMode: this.cfg.proxyMode, nodeName: this.cfg.nodeName, trustDomain: this.cfg.trustDomain, clusterId: this.cfg.clusterId, network: this.cfg.network },
     };
   }
 
@@ -114,6 +134,7 @@ export class Ztunnel {
       this.zds?.close();
       await (this.proxies?.drain(deadlineMs) ?? this.inpod?.drainAll(deadlineMs));
       this.source?.close();
+      this.xds?.close();
       this.certs?.close();
       this.admin?.close();
       this.log.info('ztunnel stopped');

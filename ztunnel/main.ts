@@ -12,11 +12,15 @@ Configured by environment variables (Istio ztunnel names):
   INPOD_UDS             shared mode: the node agent's ZDS socket (default /var/run/ztunnel/ztunnel.sock)
   PROXY_WORKLOAD_INFO   dedicated mode: <namespace>/<name>/<service-account> of the proxied workload
   ENABLE_ORIG_SRC       shared mode: connect to apps from the client's IP (default true)
-  LOCAL_XDS_PATH        YAML file with workloads, services, policies (re-read on change)
+  XDS_ADDRESS           control plane host:port (plaintext delta ADS, workload xDS); or:
+  LOCAL_XDS_PATH        YAML file with workloads, services, policies (re-read on change). One of the two is required.
+  XDS_ON_DEMAND=true    fetch addresses on a lookup miss (<network>/<ip>) instead of subscribing to all
+  XDS_AUTH_TOKEN        file with a bearer token for the control plane (default ./var/run/secrets/tokens/istio-token if present)
+  INSTANCE_IP, POD_NAME, POD_NAMESPACE   this ztunnel's identity in the xDS node id and metadata
   LOCAL_CA_CERT         root certificate PEM (created with LOCAL_CA_KEY when both are absent)
   LOCAL_CA_KEY          root key PEM (PKCS#8, ECDSA P-256)
   TRUST_DOMAIN          default cluster.local
-  CLUSTER_ID            default Kubernetes
+  CLUSTER_ID            default Kubernetes (also sent as the xDS clusterid header)
   NODE_NAME, NETWORK    this node's name and network
   UNSTABLE_ENABLE_SOCKS5=true   SOCKS5 on 127.0.0.1:15080
   TERMINATION_GRACE_PERIOD_SECONDS / CONNECTION_TERMINATION_DEADLINE   drain deadline

@@ -13,6 +13,16 @@ export interface Config {
   /** Dedicated mode: the workload whose network namespace this ztunnel shares. */
   proxyWorkloadInfo?: WorkloadInfo;
   localXdsPath?: string;
+  /** Control plane for workload xDS (`host:port`, plaintext for now). */
+  xdsAddress?: string;
+  /** Subscribe to addresses only when a lookup misses. */
+  xdsOnDemand: boolean;
+  /** File with a bearer token for the control plane. */
+  xdsAuthTokenPath?: string;
+  /** Identity of this ztunnel for the xDS node id and metadata. */
+  instanceIp: string;
+  podName: string;
+  podNamespace: string;
   /** Shared mode: the node agent's ZDS socket. */
   inpodUds: string;
   nodeName: string;
@@ -66,6 +76,16 @@ function terminationDeadlineMs(env: Env): number {
   return Math.max(secs > 10 ? secs - 5 : secs - 1, 1) * 1000;
 }
 
+/** `host:port`; an `http://` prefix is tolerated (plaintext), `https://` is refused until TLS exists. */
+function xdsAddress(env: Env): string | undefined {
+  const raw = env.XDS_ADDRESS;
+  if (!raw) return undefined;
+  if (/^https:\/\//i.test(raw)) throw new ConfigError(`XDS_ADDRESS: TLS to the control plane is not implemented yet; use a plaintext host:port (got ${JSON.stringify(raw)})`);
+  const hostPort = raw.replace(/^http:\/\//i, '');
+  if (!/^(\[[0-9a-fA-F:.]+\]|[^:/\s]+):\d{1,5}$/.test(hostPort)) throw new ConfigError(`XDS_ADDRESS must be host:port, got ${JSON.stringify(raw)}`);
+  return hostPort;
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const mode = env.PROXY_MODE ?? 'shared';
   if (mode !== 'dedicated' && mode !== 'shared') throw new ConfigError(`PROXY_MODE must be one of dedicated, shared (got ${JSON.stringify(mode)})`);
@@ -81,6 +101,12 @@ export function loadConfig(env: Env = process.env): Config {
     proxyMode: mode,
     proxyWorkloadInfo,
     localXdsPath: env.LOCAL_XDS_PATH || undefined,
+    xdsAddress: xdsAddress(env),
+    xdsOnDemand: bool(env, 'XDS_ON_DEMAND', false),
+    xdsAuthTokenPath: env.XDS_AUTH_TOKEN || undefined,
+    instanceIp: env.INSTANCE_IP || '1.1.1.1',
+    podName: env.POD_NAME ?? '',
+    podNamespace: env.POD_NAMESPACE ?? '',
     inpodUds: env.INPOD_UDS || '/var/run/ztunnel/ztunnel.sock',
     nodeName: env.NODE_NAME ?? '',
     trustDomain: env.TRUST_DOMAIN || 'cluster.local',

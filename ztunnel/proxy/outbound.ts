@@ -8,7 +8,7 @@ import { connected } from '../net/sockets.js';
 import { ConnectionTelemetry } from '../telemetry/connection.js';
 import { peerOf, trafficLabels } from '../telemetry/metrics.js';
 import type { ProxyContext } from './context.js';
-import { route, type Route } from './route.js';
+import { resolveAndRoute, type Route } from './route.js';
 import { abort, splice } from './splice.js';
 
 /** Ports ztunnel itself listens on: a connection aimed at them on a local address would loop back into us. */
@@ -28,8 +28,9 @@ export async function handleOutbound(ctx: ProxyContext, down: net.Socket, dstIpR
   };
   if (isOwnPort(ctx, dstIp, dstPort)) return fail(`refusing a connection to ztunnel's own port ${dstAddr}`);
 
+  const r: Route = await resolveAndRoute(ctx.state, ctx.cfg.network, dstIp, dstPort);
+  if (down.destroyed) return; // the app gave up while the destination was being looked up
   const src = ctx.sourceWorkload(srcIp);
-  const r: Route = route(ctx.state, ctx.cfg.network, dstIp, dstPort);
   if (r.kind === 'reject') return fail(r.reason);
 
   const srcIdentity = src ? formatIdentity(workloadIdentity(src)) : undefined;

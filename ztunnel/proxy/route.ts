@@ -62,3 +62,16 @@ export function route(state: ProxyState, network: string, dstIp: string, dstPort
   if (dest.kind === 'service') return routeToService(state, dest.service, dstPort, network, pick);
   return toWorkload(dest.workload, dstIp, dstPort);
 }
+
+/**
+ * route(), after asking the state's resolver (xDS on-demand) about an unknown destination: the caller is held until the
+ * answer arrives or the resolver's bounded wait ends; still unknown then means passthrough.
+ */
+export async function resolveAndRoute(state: ProxyState, network: string, dstIp: string, dstPort: number, pick: Picker = randomPicker): Promise<Route> {
+  const resolver = state.resolver;
+  if (resolver) {
+    if (state.findDestination(network, dstIp)) resolver.touch?.(network, dstIp);
+    else await resolver.fetch(network, dstIp);
+  }
+  return route(state, network, dstIp, dstPort, pick);
+}

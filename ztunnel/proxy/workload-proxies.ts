@@ -78,8 +78,14 @@ export class WorkloadProxies {
     return undefined;
   }
 
+  /** The workload's xDS resource name (Istio's uid convention), kept subscribed in on-demand mode. */
+  private get xdsUid(): string {
+    return `${this.shared.cfg.clusterId}//v1/Pod/${this.info.namespace}/${this.info.name}`;
+  }
+
   async start(): Promise<void> {
     const { cfg, certs } = this.shared;
+    this.shared.state.resolver?.pin?.(this.xdsUid);
     const { ports, bindAddress: bind } = cfg;
     const cert = await certs.get(this.identity);
     this.hbone = new HboneServer(cert, cfg.trustDomain, (stream, headers, peer) => void handleInboundStream(this.ctx, stream, headers, peer), this.ctx.log);
@@ -141,5 +147,6 @@ export class WorkloadProxies {
     this.hbone?.destroyAll();
     this.shared.state.off('change', this.onChange);
     this.shared.certs.off('issued', this.onIssued);
+    this.shared.state.resolver?.unpin?.(this.xdsUid);
   }
 }

@@ -1,8 +1,20 @@
 import { EventEmitter } from 'node:events';
 import { PolicyStore } from './policies.js';
 import { ServiceStore, type Endpoint } from './services.js';
-import { policyKey, serviceKey, type MeshConfig, type Service, type Workload } from './types.js';
+import { policyKey, serviceKey, type Authorization, type MeshConfig, type Service, type Workload } from './types.js';
 import { WorkloadStore } from './workloads.js';
+
+/**
+ * Fetches addresses the state does not know yet (xDS on-demand). `fetch` resolves once the answer arrived or a bounded
+ * wait is over; callers then look the state up again. `pin`/`unpin` keep a resource subscribed (local workloads).
+ */
+export interface AddressResolver {
+  fetch(network: string, ip: string): Promise<void>;
+  /** A lookup hit: keeps an on-demand subscription from being dropped as unused. */
+  touch?(network: string, ip: string): void;
+  pin?(name: string): void;
+  unpin?(name: string): void;
+}
 
 export type Destination = { kind: 'workload'; workload: Workload } | { kind: 'service'; service: Service };
 
@@ -14,6 +26,8 @@ export class ProxyState extends EventEmitter<{ change: [] }> {
   readonly workloads = new WorkloadStore();
   readonly services = new ServiceStore();
   readonly policies = new PolicyStore();
+  /** Set when addresses can be fetched on demand (XDS_ON_DEMAND). */
+  resolver?: AddressResolver;
 
   /** Replace the whole state (a full snapshot from a source such as the local file). */
   replace(cfg: MeshConfig): void {
@@ -37,6 +51,24 @@ export class ProxyState extends EventEmitter<{ change: [] }> {
     const old = this.workloads.remove(uid);
     if (old) this.services.removeEndpoints(old);
     if (old && notify) this.emit('change');
+  }
+
+  upsertService(s: Service, notify = true): void {
+    this.services.upsert(s);
+    if (notify) this.emit('change');
+  }
+
+  removeService(key: string, notify = true): void {
+    if (this.services.remove(key) && notify) this.emit('change');
+  }
+
+  upsertPolicy(p: Authorization, notify = true): void {
+    this.policies.upsert(p);
+    if (notify) this.emit('change');
+  }
+
+  removePolicy(key: string, notify = true): void {
+    if (this.policies.remove(key) && notify) this.emit('change');
   }
 
   /** What an address means: a workload IP wins over a service VIP (they should not overlap). */

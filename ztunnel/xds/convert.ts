@@ -1,0 +1,149 @@
+// Pure conversion of workload xDS protos (istio.workload.Address, istio.security.Authorization) into the state model.
+// Every validation problem throws an XdsConvertError whose message names the field, so the client can NACK with it.
+import type * as pb from '../../protos/index.js';
+import { bytesToIp, canonicalIp } from '../net/ip.js';
+import type {
+  Authorization, Cidr, HealthStatus, InboundProtocol, NetworkAddress, RbacAction, RbacMatch, RbacScope, Service,
+  ServiceAccountMatch, StringMatch, Workload,
+} from '../state/types.js';
+
+export interface ConvertDefaults {
+  trustDomain: string;
+  clusterId: string;
+}
+
+export class XdsConvertError extends Error {}
+
+function fail(path: string, msg: string): never {
+  throw new XdsConvertError(`${path}: ${msg}`);
+}
+
+function nonEmpty(v: string, path: string): string {
+  if (!v) fail(path, 'required');
+  return v;
+}
+
+function ipFromBytes(b: Uint8Array | undefined, path: string): string {
+  if (!b || (b.length !== 4 && b.length !== 16)) fail(path, `an IP address has 4 or 16 bytes, got ${b?.length ?? 0}`);
+  return canonicalIp(bytesToIp(b));
+}
+
+function port(n: number, path: string): number {
+  if (!Number.isInteger(n) || n < 0 || n > 65535) fail(path, `not a port: ${n}`);
+  return n;
+}
+
+function enumName<T extends string>(v: string | number, path: string, map: Record<string, T>): T {
+  const hit = typeof v === 'string' ? map[v] : undefined;
+  if (hit === undefined) fail(path, `unsupported value ${JSON.stringify(v)} (known: ${Object.keys(map).join(', ')})`);
+  return hit;
+}
+
+const serviceKeyRe = /^[^/]+\/[^/]+$/;
+
+export type ConvertedAddress = { kind: 'workload'; workload: Workload } | { kind: 'service'; service: Service };
+
+export function convertWorkload(w: pb.Workload, d: ConvertDefaults, path = 'workload'): Workload {
+  const name = nonEmpty(w.name, `${path}.name`);
+  const namespace = nonEmpty(w.namespace, `${path}.namespace`);
+  const services = new Map<string, Map<number, number>>();
+  for (const [key, list] of Object.entries(w.services ?? {})) {
+    const p = `${path}.services[${JSON.stringify(key)}]`;
+    if (!serviceKeyRe.test(key)) fail(p, 'expected "<namespace>/<hostname>"');
+    const m = new Map<number, number>();
+    (list?.ports ?? []).forEach((pt, i) => m.set(port(pt.servicePort, `${p}.ports[${i}].servicePort`), port(pt.targetPort, `${p}.ports[${i}].targetPort`)));
+    services.set(key, m);
+  }
+  const protocol = enumName<InboundProtocol>(w.tunnelProtocol, `${path}.tunnelProtocol`, { NONE: 'TCP', HBONE: 'HBONE' });
+  const status = enumName<HealthStatus>(w.status, `${path}.status`, { HEALTHY: 'Healthy', UNHEALTHY: 'Unhealthy' });
+  const workloadType = typeof w.workloadType === 'string' ? w.workloadType.toLowerCase() : fail(`${path}.workloadType`, `unsupported value ${w.workloadType}`);
+  return {
+    uid: nonEmpty(w.uid, `${path}.uid`),
+    name,
+    namespace,
+    serviceAccount: w.serviceAccount || 'default',
+    trustDomain: w.trustDomain || d.trustDomain,
+    workloadIps: w.addresses.map((a, i) => ipFromBytes(a, `${path}.addresses[${i}]`)),
+    network: w.network,
+    protocol,
+    node: w.node,
+    hostname: w.hostname,
+    canonicalName: w.canonicalName || name,
+    canonicalRevision: w.canonicalRevision || 'latest',
+    workloadName: w.workloadName || name,
+    workloadType,
+    clusterId: w.clusterId || d.clusterId,
+    status,
+    authorizationPolicies: [...w.authorizationPolicies],
+    services,
+  };
+}
+
+function networkAddress(a: pb.NetworkAddress, path: string): NetworkAddress {
+  return { network: a.network, address: ipFromBytes(a.address, `${path}.address`) };
+}
+
+export function convertService(s: pb.Service, path = 'service'): Service {
+  const ports = new Map<number, number>();
+  s.ports.forEach((pt, i) => ports.set(port(pt.servicePort, `${path}.ports[${i}].servicePort`), port(pt.targetPort, `${path}.ports[${i}].targetPort`)));
+  return {
+    name: nonEmpty(s.name, `${path}.name`),
+    namespace: nonEmpty(s.namespace, `${path}.namespace`),
+    hostname: nonEmpty(s.hostname, `${path}.hostname`),
+    vips: s.addresses.map((a, i) => networkAddress(a, `${path}.addresses[${i}]`)),
+    ports,
+    subjectAltNames: [...s.subjectAltNames],
+  };
+}
+
+export function convertAddress(a: pb.Address, d: ConvertDefaults): ConvertedAddress {
+  if (a.workload) return { kind: 'workload', workload: convertWorkload(a.workload, d) };
+  if (a.service) return { kind: 'service', service: convertService(a.service) };
+  fail('address', 'neither workload nor service is set');
+}
+
+function stringMatch(m: pb.StringMatch, path: string): StringMatch {
+  if (m.exact !== undefined) return { exact: m.exact };
+  if (m.prefix !== undefined) return { prefix: m.prefix };
+  if (m.suffix !== undefined) return { suffix: m.suffix };
+  if (m.presence !== undefined) return { presence: true };
+  fail(path, 'no match type set');
+}
+
+function cidr(a: pb.AuthzAddress, path: string): Cidr {
+  const address = ipFromBytes(a.address, `${path}.address`);
+  const max = a.address.length * 8;
+  if (!Number.isInteger(a.length) || a.length < 0 || a.length > max) fail(`${path}.length`, `prefix length ${a.length} is not within 0..${max}`);
+  // An IPv4-mapped IPv6 prefix is compared as IPv4 (addresses are canonical).
+  if (a.address.length === 16 && !address.includes(':')) return { address, prefixLen: Math.max(0, a.length - 96) };
+  return { address, prefixLen: a.length };
+}
+
+function rbacMatch(m: pb.Match, path: string): RbacMatch {
+  const strings = (xs: pb.StringMatch[], k: string) => xs.map((x, i) => stringMatch(x, `${path}.${k}[${i}]`));
+  const cidrs = (xs: pb.AuthzAddress[], k: string) => xs.map((x, i) => cidr(x, `${path}.${k}[${i}]`));
+  const ports = (xs: number[], k: string) => xs.map((x, i) => port(x, `${path}.${k}[${i}]`));
+  const sas = (xs: pb.ServiceAccountMatch[], k: string): ServiceAccountMatch[] =>
+    xs.map((x, i) => ({ namespace: x.namespace, serviceAccount: nonEmpty(x.serviceAccount, `${path}.${k}[${i}].serviceAccount`) }));
+  return {
+    namespaces: strings(m.namespaces, 'namespaces'), notNamespaces: strings(m.notNamespaces, 'notNamespaces'),
+    principals: strings(m.principals, 'principals'), notPrincipals: strings(m.notPrincipals, 'notPrincipals'),
+    serviceAccounts: sas(m.serviceAccounts, 'serviceAccounts'), notServiceAccounts: sas(m.notServiceAccounts, 'notServiceAccounts'),
+    sourceIps: cidrs(m.sourceIps, 'sourceIps'), notSourceIps: cidrs(m.notSourceIps, 'notSourceIps'),
+    destinationIps: cidrs(m.destinationIps, 'destinationIps'), notDestinationIps: cidrs(m.notDestinationIps, 'notDestinationIps'),
+    destinationPorts: ports(m.destinationPorts, 'destinationPorts'), notDestinationPorts: ports(m.notDestinationPorts, 'notDestinationPorts'),
+  };
+}
+
+export function convertAuthorization(p: pb.Authorization, path = 'authorization'): Authorization {
+  return {
+    name: nonEmpty(p.name, `${path}.name`),
+    namespace: p.namespace,
+    scope: enumName<RbacScope>(p.scope, `${path}.scope`, { GLOBAL: 'Global', NAMESPACE: 'Namespace', WORKLOAD_SELECTOR: 'WorkloadSelector' }),
+    action: enumName<RbacAction>(p.action, `${path}.action`, { ALLOW: 'Allow', DENY: 'Deny' }),
+    rules: p.rules.map((r, ri) =>
+      r.clauses.map((c, ci) => c.matches.map((m, mi) => rbacMatch(m, `${path}.rules[${ri}].clauses[${ci}].matches[${mi}]`))),
+    ),
+    dryRun: p.dryRun,
+  };
+}
