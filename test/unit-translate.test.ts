@@ -8,7 +8,7 @@ import { isEnrolled, owningWorkload } from '../waypoint-controller/translate/lab
 import { toService } from '../waypoint-controller/translate/service.js';
 import { toWorkload } from '../waypoint-controller/translate/workload.js';
 import { parseIdentity } from '../ztunnel/identity/spiffe.js';
-import { parseLocalConfig } from '../ztunnel/sources/local-config.js';
+import { convertAuthorization } from '../ztunnel/xds/convert.js';
 
 const ctx = { clusterId: 'Kubernetes', trustDomain: 'cluster.local', network: '', domainSuffix: 'cluster.local' };
 const ns = (labels: Record<string, string> = {}): V1Namespace => ({ metadata: { name: 'shop', labels } });
@@ -84,26 +84,12 @@ test('a service keeps numeric target ports and marks named ones 0', (t) => {
 
 const ap = (spec: AuthorizationPolicy['spec'], namespace = 'shop'): AuthorizationPolicy => ({ metadata: { name: 'p', namespace }, spec });
 
-/** Translate, encode as xDS would, and evaluate with ztunnel's own evaluator (via the local-config model). */
+/** Translate, send through the wire format, convert as ztunnel's xDS client does, and evaluate with ztunnel's evaluator. */
 function decide(policy: AuthorizationPolicy, conn: { src?: string; srcIp?: string; port?: number }) {
   const tr = toAuthorization(policy, 'istio-system');
   if (tr.kind !== 'ztunnel') throw new Error(tr.reason);
-  const a = AuthorizationCodec.decode(AuthorizationCodec.encode(tr.authorization));
-  // Re-express the proto as our state model through the YAML parser's structures (StringMatch/CIDR forms).
-  const sm = (m: { exact?: string; prefix?: string; suffix?: string; matchType?: string }) =>
-    m.matchType === 'presence' ? { Presence: {} } : m.exact !== undefined && m.matchType === 'exact' ? { Exact: m.exact } : m.prefix !== undefined && m.matchType === 'prefix' ? { Prefix: m.prefix } : { Suffix: m.suffix };
-  const ip = (x: { address: Uint8Array; length: number }) => `${[...x.address].join('.')}/${x.length}`;
-  const yaml = JSON.stringify({
-    policies: [{
-      name: a.name, namespace: a.namespace, scope: 'Namespace', action: a.action === 'DENY' ? 'Deny' : 'Allow',
-      rules: a.rules.map((r) => r.clauses.map((c) => c.matches.map((m) => ({
-        principals: m.principals.map(sm), notPrincipals: m.notPrincipals.map(sm), namespaces: m.namespaces.map(sm), notNamespaces: m.notNamespaces.map(sm),
-        sourceIps: m.sourceIps.map(ip), notSourceIps: m.notSourceIps.map(ip), destinationPorts: m.destinationPorts, notDestinationPorts: m.notDestinationPorts,
-      })))),
-    }],
-  });
-  const [policyModel] = parseLocalConfig(yaml, { trustDomain: 'cluster.local', clusterId: 'Kubernetes' }).policies;
-  return authorize([policyModel!], {
+  const model = convertAuthorization(AuthorizationCodec.decode(AuthorizationCodec.encode(tr.authorization)));
+  return authorize([model], {
     srcIp: conn.srcIp ?? '10.244.1.9', dstIp: '10.244.1.5', dstPort: conn.port ?? 8080,
     srcIdentity: conn.src ? parseIdentity(conn.src) : undefined,
   }).allowed;
