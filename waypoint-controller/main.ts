@@ -1,0 +1,79 @@
+#!/usr/bin/env node
+// waypoint-controller entry point: the control plane. Against a real cluster (--kubeconfig) or, by default, an
+// embedded Kubernetes API server seeded from a folder of YAML.
+import { KubeConfig } from '@kubernetes/client-node';
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { start as startApiServer, type ApiServer } from './apiserver/index.js';
+import { Controller } from './controller/controller.js';
+
+const HELP = `ambit waypoint-controller: the control plane (workload xDS for ztunnels).
+
+Usage: node dist/waypoint-controller/main.js [options]
+
+  --kubeconfig FILE     use a real cluster (default: run an embedded API server)
+  --seed DIR            embedded API server: load every YAML file in DIR at start
+  --state-dir DIR       embedded API server: keep state across restarts (default: memory only)
+  --api-address H:P     embedded API server listen address (default 127.0.0.1:0, printed at start)
+  --xds-address H:P     plaintext delta xDS (default 0.0.0.0:15010)
+  -h, --help
+
+Environment: CLUSTER_ID (default Kubernetes), TRUST_DOMAIN (cluster.local), NETWORK (""),
+  ISTIO_ROOT_NAMESPACE / POD_NAMESPACE (root namespace for mesh-wide policies, default istio-system),
+  DOMAIN_SUFFIX (cluster.local), LOG_LEVEL (info).
+Not built yet: xDS over TLS on 15012 and the CA (issue 5), waypoint provisioning.
+`;
+
+const { values } = parseArgs({
+  options: {
+    kubeconfig: { type: 'string' },
+    seed: { type: 'string' },
+    'state-dir': { type: 'string' },
+    'api-address': { type: 'string', default: '127.0.0.1:0' },
+    'xds-address': { type: 'string', default: '0.0.0.0:15010' },
+    help: { type: 'boolean', short: 'h' },
+  },
+  strict: true,
+});
+if (values.help) {
+  process.stdout.write(HELP);
+  process.exit(0);
+}
+
+const env = process.env;
+const log = pino({ level: env.LOG_LEVEL || 'info', base: { component: 'waypoint-controller' } });
+let api: ApiServer | undefined;
+let kubeConfig: KubeConfig;
+try {
+  if (values.kubeconfig) {
+    kubeConfig = new KubeConfig();
+    kubeConfig.loadFromFile(values.kubeconfig);
+  } else {
+    const [host, port] = values['api-address']!.split(':');
+    api = await startApiServer({ host, port: Number(port ?? 0), seedDir: values.seed, stateDir: values['state-dir'], log: (m) => log.debug(m) });
+    kubeConfig = api.kubeConfig();
+    log.info({ url: api.url }, 'embedded Kubernetes API server listening');
+  }
+  const controller = new Controller({
+    kubeConfig,
+    xdsAddress: values['xds-address']!,
+    clusterId: env.CLUSTER_ID || 'Kubernetes',
+    trustDomain: env.TRUST_DOMAIN || 'cluster.local',
+    network: env.NETWORK ?? '',
+    domainSuffix: env.DOMAIN_SUFFIX || 'cluster.local',
+    rootNamespace: env.ISTIO_ROOT_NAMESPACE || env.POD_NAMESPACE || 'istio-system',
+    log,
+  });
+  await controller.start();
+  const stop = () =>
+    void controller
+      .stop()
+      .then(() => api?.close())
+      .finally(() => process.exit(0));
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+} catch (e) {
+  process.stderr.write(`waypoint-controller: ${(e as Error).message}\n`);
+  await api?.close();
+  process.exit(1);
+}
