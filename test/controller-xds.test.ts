@@ -1,0 +1,128 @@
+// The control plane end to end: Kubernetes objects in the embedded API server -> controller -> delta xDS -> the
+// shared-mode ztunnels of a two-node lab cluster, which then carry traffic between the pods.
+import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
+import test from 'ava';
+import net from 'node:net';
+import { pino } from 'pino';
+import { ADDRESS_TYPE_URL } from '../protos/index.js';
+import { start as startApiServer, type ApiServer } from '../waypoint-controller/apiserver/index.js';
+import { Controller } from '../waypoint-controller/controller/controller.js';
+import { echoServer, exchange, holdOpen, httpIn, listenIn } from './lab/apps.js';
+import { Cluster } from './lab/cluster.js';
+import { eventually } from './lab/ztunnel-proc.js';
+
+let api: ApiServer;
+let controller: Controller | undefined;
+let core: CoreV1Api;
+const servers: net.Server[] = [];
+const cluster = new Cluster(
+  {
+    nodes: [
+      { name: 'node1', pods: [{ name: 'client', namespace: 'shop', serviceAccount: 'sleep', enrolled: true }, { name: 'server-a', namespace: 'shop', serviceAccount: 'echo', enrolled: true }] },
+      { name: 'node2', pods: [{ name: 'server-b', namespace: 'shop', serviceAccount: 'echo', enrolled: true }] },
+    ],
+  },
+  { env: { LOCAL_XDS_PATH: '', XDS_ADDRESS: '127.0.0.1:15010' } },
+);
+
+function podObject(name: string, sa: string, app: string): V1Pod {
+  return { metadata: { name, namespace: 'shop', labels: { app } }, spec: { nodeName: cluster.pod(name).node, serviceAccountName: sa, containers: [{ name: 'app', image: 'app' }] } };
+}
+
+async function createReadyPod(name: string, sa: string, app: string): Promise<void> {
+  await core.createNamespacedPod({ namespace: 'shop', body: podObject(name, sa, app) });
+  const ip = cluster.pod(name).ip;
+  const current = await core.readNamespacedPod({ name, namespace: 'shop' });
+  current.status = { phase: 'Running', podIP: ip, podIPs: [{ ip }], conditions: [{ type: 'Ready', status: 'True' }] };
+  await core.replaceNamespacedPodStatus({ name, namespace: 'shop', body: current });
+}
+
+type Dump = { workloads: { name: string; status: string; services: Record<string, unknown> }[]; services: { hostname: string; endpoints: unknown[] }[] };
+const dump = async (node: string) => JSON.parse((await httpIn(cluster.node(node).ns, 'GET', 15000, '/config_dump')).body) as Dump;
+const addressPushes = () =>
+  controller!.xds.debugState().connections.map((c) => (c.types as Record<string, { pushes: number }>)[ADDRESS_TYPE_URL]?.pushes ?? 0);
+let vip = '';
+
+test.before(async () => {
+  api = await startApiServer({ port: 0 });
+  core = api.kubeConfig().makeApiClient(CoreV1Api);
+  controller = new Controller({
+    kubeConfig: api.kubeConfig(), xdsAddress: '127.0.0.1:0', clusterId: 'Kubernetes', trustDomain: 'cluster.local', network: '',
+    domainSuffix: 'cluster.local', rootNamespace: 'istio-system', log: pino({ level: 'silent' }),
+  });
+  await core.createNamespace({ body: { metadata: { name: 'shop', labels: { 'istio.io/dataplane-mode': 'ambient' } } } });
+  const svc = await core.createNamespacedService({ namespace: 'shop', body: { metadata: { name: 'echo' }, spec: { selector: { app: 'echo' }, ports: [{ port: 80, targetPort: 8080 as never }] } } });
+  vip = svc.spec!.clusterIP!;
+  await controller.start();
+  const xdsPort = controller.xdsPort;
+  // Each node's ztunnel dials 127.0.0.1:15010 in its own netns; relay that to the controller on this process's loopback.
+  const started = cluster.start();
+  for (const node of ['node1', 'node2']) {
+    const ns = await eventually(`netns of ${node}`, () => { try { return cluster.node(node).ns; } catch { return undefined; } });
+    servers.push(await listenIn(ns, '127.0.0.1', 15010, (s) => {
+      const up = net.connect(xdsPort, '127.0.0.1');
+      up.on('error', () => s.destroy());
+      s.on('error', () => up.destroy());
+      s.pipe(up).pipe(s);
+    }));
+  }
+  await started;
+  for (const p of ['server-a', 'server-b']) servers.push(await echoServer(cluster.pod(p).ns, '0.0.0.0', 8080));
+});
+
+test.after.always(async () => {
+  for (const s of servers) s.close();
+  await controller?.stop();
+  await cluster.cleanup();
+  await api?.close();
+});
+
+test.serial('pods created and made ready through the API reach both ztunnels, and traffic flows over the VIP', async (t) => {
+  await createReadyPod('client', 'sleep', 'sleep');
+  await createReadyPod('server-a', 'echo', 'echo');
+  await createReadyPod('server-b', 'echo', 'echo');
+  for (const node of ['node1', 'node2']) {
+    const d = await eventually(`${node} sees all pods`, async () => {
+      const x = await dump(node);
+      return x.workloads.length === 3 && x.services.find((s) => s.hostname === 'echo.shop.svc.cluster.local')?.endpoints.length === 2 ? x : undefined;
+    });
+    t.true(d.workloads.every((w) => w.status === 'Healthy'));
+  }
+  const seen = new Set<string>();
+  for (let i = 0; i < 12; i++) {
+    const r = await exchange(cluster.pod('client').ns, vip, 80, Buffer.from(`call ${i}`));
+    t.is(r.received.toString(), `call ${i}`);
+  }
+  for (const node of ['node1', 'node2'])
+    for (const l of cluster.zt(node).lines('connection complete')) if (l.direction === 'inbound') seen.add(String(l['dst.workload']));
+  t.deepEqual([...seen].sort(), ['server-a', 'server-b']);
+  const line = cluster.zt('node1').lines('connection complete').find((l) => l.direction === 'outbound');
+  t.is(line?.['src.identity'], 'spiffe://cluster.local/ns/shop/sa/sleep');
+});
+
+test.serial('a relabel and a deletion each arrive as one delta and change what ztunnel routes to', async (t) => {
+  await new Promise((r) => setTimeout(r, 300)); // let earlier pushes settle
+  const before = addressPushes();
+  const pod = await core.readNamespacedPod({ name: 'server-b', namespace: 'shop' });
+  pod.metadata!.labels = { app: 'other' };
+  await core.replaceNamespacedPod({ name: 'server-b', namespace: 'shop', body: pod });
+  await eventually('server-b leaves the service', async () =>
+    (await dump('node1')).services.find((s) => s.hostname === 'echo.shop.svc.cluster.local')?.endpoints.length === 1);
+  await new Promise((r) => setTimeout(r, 300));
+  t.deepEqual(addressPushes(), before.map((n) => n + 1), 'one push per ztunnel for one pod change');
+  for (let i = 0; i < 6; i++) t.is((await exchange(cluster.pod('client').ns, vip, 80, Buffer.from('x'))).received.toString(), 'x');
+  await core.deleteNamespacedPod({ name: 'server-b', namespace: 'shop' });
+  await eventually('server-b gone from node1', async () => !(await dump('node1')).workloads.some((w) => w.name === 'server-b'));
+  t.pass();
+});
+
+test.serial('with the controller gone, ztunnels keep serving on their last state', async (t) => {
+  const held = await holdOpen(cluster.pod('client').ns, cluster.pod('server-a').ip, 8080);
+  await controller!.stop();
+  controller = undefined;
+  const echoed = new Promise<string>((resolve) => held.once('data', (c: Buffer) => resolve(c.toString())));
+  held.write('still');
+  t.is(await echoed, 'still');
+  held.destroy();
+  t.is((await exchange(cluster.pod('client').ns, vip, 80, Buffer.from('new'))).received.toString(), 'new');
+});
