@@ -47,7 +47,7 @@ test.before(async () => {
   api = await startApiServer({ port: 0 });
   core = api.kubeConfig().makeApiClient(CoreV1Api);
   controller = new Controller({
-    kubeConfig: api.kubeConfig(), xdsAddress: '127.0.0.1:0', clusterId: 'Kubernetes', trustDomain: 'cluster.local', network: '',
+    kubeConfig: api.kubeConfig(), xdsAddress: '127.0.0.1:0', monitoringAddress: '127.0.0.1:0', clusterId: 'Kubernetes', trustDomain: 'cluster.local', network: '',
     domainSuffix: 'cluster.local', rootNamespace: 'istio-system', log: pino({ level: 'silent' }),
   });
   await core.createNamespace({ body: { metadata: { name: 'shop', labels: { 'istio.io/dataplane-mode': 'ambient' } } } });
@@ -98,6 +98,11 @@ test.serial('pods created and made ready through the API reach both ztunnels, an
   t.deepEqual([...seen].sort(), ['server-a', 'server-b']);
   const line = cluster.zt('node1').lines('connection complete').find((l) => l.direction === 'outbound');
   t.is(line?.['src.identity'], 'spiffe://cluster.local/ns/shop/sa/sleep');
+  // The controller's debug endpoint lists both ztunnels with their node names; metrics count the pushes.
+  const get = async (path: string) => (await fetch(`http://127.0.0.1:${controller!.monitoringPort}${path}`)).text();
+  const debug = JSON.parse(await get('/debug/connections')) as { connections: { node: { metadata?: Record<string, unknown>; id: string } }[] };
+  t.is(debug.connections.length, 2);
+  t.regex(await get('/metrics'), /pilot_xds_pushes/);
 });
 
 test.serial('a relabel and a deletion each arrive as one delta and change what ztunnel routes to', async (t) => {

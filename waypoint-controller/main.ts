@@ -16,6 +16,7 @@ Usage: node dist/waypoint-controller/main.js [options]
   --state-dir DIR       embedded API server: keep state across restarts (default: memory only)
   --api-address H:P     embedded API server listen address (default 127.0.0.1:0, printed at start)
   --xds-address H:P     plaintext delta xDS (default 0.0.0.0:15010)
+  --monitoring-address H:P  /metrics, /debug/connections, /ready (default 0.0.0.0:15014)
   -h, --help
 
 Environment: CLUSTER_ID (default Kubernetes), TRUST_DOMAIN (cluster.local), NETWORK (""),
@@ -31,6 +32,7 @@ const { values } = parseArgs({
     'state-dir': { type: 'string' },
     'api-address': { type: 'string', default: '127.0.0.1:0' },
     'xds-address': { type: 'string', default: '0.0.0.0:15010' },
+    'monitoring-address': { type: 'string', default: '0.0.0.0:15014' },
     help: { type: 'boolean', short: 'h' },
   },
   strict: true,
@@ -57,6 +59,7 @@ try {
   const controller = new Controller({
     kubeConfig,
     xdsAddress: values['xds-address']!,
+    monitoringAddress: values['monitoring-address'],
     clusterId: env.CLUSTER_ID || 'Kubernetes',
     trustDomain: env.TRUST_DOMAIN || 'cluster.local',
     network: env.NETWORK ?? '',
