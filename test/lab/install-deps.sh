@@ -6,6 +6,8 @@ command -v iptables >/dev/null || need+=(iptables)
 command -v ip >/dev/null || need+=(iproute2)
 command -v protoc >/dev/null || need+=(protobuf-compiler)
 /usr/bin/python3 -c 'import h2' 2>/dev/null || need+=(python3-h2)
+/usr/bin/python3 -c 'import grpc' 2>/dev/null || need+=(python3-grpcio)
+/usr/bin/python3 -c 'import google.protobuf' 2>/dev/null || need+=(python3-protobuf)
 command -v g++ >/dev/null || need+=(g++)
 command -v make >/dev/null || need+=(make)
 if [ ${#need[@]} -gt 0 ]; then
