@@ -1,18 +1,15 @@
 // The control plane end to end: Kubernetes objects in the embedded API server -> controller -> delta xDS -> the
 // shared-mode ztunnels of a two-node lab cluster, which then carry traffic between the pods.
-import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
+import type { CoreV1Api, KubernetesObject } from '@kubernetes/client-node';
 import test from 'ava';
 import net from 'node:net';
-import { pino } from 'pino';
 import { ADDRESS_TYPE_URL } from '../protos/index.js';
-import { start as startApiServer, type ApiServer } from '../waypoint-controller/apiserver/index.js';
-import { Controller } from '../waypoint-controller/controller/controller.js';
-import { echoServer, exchange, holdOpen, httpIn, listenIn } from './lab/apps.js';
+import { echoServer, exchange, holdOpen, httpIn } from './lab/apps.js';
 import { Cluster } from './lab/cluster.js';
+import { LAB_XDS_ENV, LabControlPlane } from './lab/control-plane.js';
 import { eventually } from './lab/ztunnel-proc.js';
 
-let api: ApiServer;
-let controller: Controller | undefined;
+const cp = new LabControlPlane();
 let core: CoreV1Api;
 const servers: net.Server[] = [];
 const cluster = new Cluster(
@@ -22,65 +19,41 @@ const cluster = new Cluster(
       { name: 'node2', pods: [{ name: 'server-b', namespace: 'shop', serviceAccount: 'echo', enrolled: true }] },
     ],
   },
-  { env: { LOCAL_XDS_PATH: '', XDS_ADDRESS: '127.0.0.1:15010' } },
+  { env: LAB_XDS_ENV },
 );
 
-function podObject(name: string, sa: string, app: string): V1Pod {
-  return { metadata: { name, namespace: 'shop', labels: { app } }, spec: { nodeName: cluster.pod(name).node, serviceAccountName: sa, containers: [{ name: 'app', image: 'app' }] } };
-}
-
-async function createReadyPod(name: string, sa: string, app: string): Promise<void> {
-  await core.createNamespacedPod({ namespace: 'shop', body: podObject(name, sa, app) });
-  const ip = cluster.pod(name).ip;
-  const current = await core.readNamespacedPod({ name, namespace: 'shop' });
-  current.status = { phase: 'Running', podIP: ip, podIPs: [{ ip }], conditions: [{ type: 'Ready', status: 'True' }] };
-  await core.replaceNamespacedPodStatus({ name, namespace: 'shop', body: current });
-}
+const createReadyPod = (name: string, app: string) => cp.runPod(cluster.pod(name), { app });
 
 type Dump = { workloads: { name: string; status: string; services: Record<string, unknown> }[]; services: { hostname: string; endpoints: unknown[] }[] };
 const dump = async (node: string) => JSON.parse((await httpIn(cluster.node(node).ns, 'GET', 15000, '/config_dump')).body) as Dump;
 const addressPushes = () =>
-  controller!.xds.debugState().connections.map((c) => (c.types as Record<string, { pushes: number }>)[ADDRESS_TYPE_URL]?.pushes ?? 0);
+  cp.controller!.xds.debugState().connections.map((c) => (c.types as Record<string, { pushes: number }>)[ADDRESS_TYPE_URL]?.pushes ?? 0);
 let vip = '';
 
 test.before(async () => {
-  api = await startApiServer({ port: 0 });
-  core = api.kubeConfig().makeApiClient(CoreV1Api);
-  controller = new Controller({
-    kubeConfig: api.kubeConfig(), xdsAddress: '127.0.0.1:0', monitoringAddress: '127.0.0.1:0', clusterId: 'Kubernetes', trustDomain: 'cluster.local', network: '',
-    domainSuffix: 'cluster.local', rootNamespace: 'istio-system', log: pino({ level: 'silent' }),
-  });
-  await core.createNamespace({ body: { metadata: { name: 'shop', labels: { 'istio.io/dataplane-mode': 'ambient' } } } });
-  const svc = await core.createNamespacedService({ namespace: 'shop', body: { metadata: { name: 'echo' }, spec: { selector: { app: 'echo' }, ports: [{ port: 80, targetPort: 8080 as never }] } } });
-  vip = svc.spec!.clusterIP!;
-  await controller.start();
-  const xdsPort = controller.xdsPort;
+  await cp.start([
+    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop', labels: { 'istio.io/dataplane-mode': 'ambient' } } },
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'echo', namespace: 'shop' }, spec: { selector: { app: 'echo' }, ports: [{ port: 80, targetPort: 8080 }] } } as KubernetesObject,
+  ]);
+  core = cp.core!;
+  vip = (await core.readNamespacedService({ name: 'echo', namespace: 'shop' })).spec!.clusterIP!;
   // Each node's ztunnel dials 127.0.0.1:15010 in its own netns; relay that to the controller on this process's loopback.
   const started = cluster.start();
-  for (const node of ['node1', 'node2']) {
-    const ns = await eventually(`netns of ${node}`, () => { try { return cluster.node(node).ns; } catch { return undefined; } });
-    servers.push(await listenIn(ns, '127.0.0.1', 15010, (s) => {
-      const up = net.connect(xdsPort, '127.0.0.1');
-      up.on('error', () => s.destroy());
-      s.on('error', () => up.destroy());
-      s.pipe(up).pipe(s);
-    }));
-  }
+  for (const node of ['node1', 'node2']) await cp.relay(await eventually(`netns of ${node}`, () => { try { return cluster.node(node).ns; } catch { return undefined; } }));
   await started;
   for (const p of ['server-a', 'server-b']) servers.push(await echoServer(cluster.pod(p).ns, '0.0.0.0', 8080));
 });
 
 test.after.always(async () => {
   for (const s of servers) s.close();
-  await controller?.stop();
   await cluster.cleanup();
-  await api?.close();
+  await cp.stop();
 });
 
 test.serial('pods created and made ready through the API reach both ztunnels, and traffic flows over the VIP', async (t) => {
-  await createReadyPod('client', 'sleep', 'sleep');
-  await createReadyPod('server-a', 'echo', 'echo');
-  await createReadyPod('server-b', 'echo', 'echo');
+  await createReadyPod('client', 'sleep');
+  await createReadyPod('server-a', 'echo');
+  await createReadyPod('server-b', 'echo');
   for (const node of ['node1', 'node2']) {
     const d = await eventually(`${node} sees all pods`, async () => {
       const x = await dump(node);
@@ -99,7 +72,7 @@ test.serial('pods created and made ready through the API reach both ztunnels, an
   const line = cluster.zt('node1').lines('connection complete').find((l) => l.direction === 'outbound');
   t.is(line?.['src.identity'], 'spiffe://cluster.local/ns/shop/sa/sleep');
   // The controller's debug endpoint lists both ztunnels with their node names; metrics count the pushes.
-  const get = async (path: string) => (await fetch(`http://127.0.0.1:${controller!.monitoringPort}${path}`)).text();
+  const get = async (path: string) => (await fetch(`http://127.0.0.1:${cp.controller!.monitoringPort}${path}`)).text();
   const debug = JSON.parse(await get('/debug/connections')) as { connections: { node: { metadata?: Record<string, unknown>; id: string } }[] };
   t.is(debug.connections.length, 2);
   t.regex(await get('/metrics'), /pilot_xds_pushes/);
@@ -123,8 +96,7 @@ test.serial('a relabel and a deletion each arrive as one delta and change what z
 
 test.serial('with the controller gone, ztunnels keep serving on their last state', async (t) => {
   const held = await holdOpen(cluster.pod('client').ns, cluster.pod('server-a').ip, 8080);
-  await controller!.stop();
-  controller = undefined;
+  await cp.controller!.stop();
   const echoed = new Promise<string>((resolve) => held.once('data', (c: Buffer) => resolve(c.toString())));
   held.write('still');
   t.is(await echoed, 'still');

@@ -1,80 +1,104 @@
-// `npm run demo`: a two-node ambient mesh in network namespaces. Pods in two namespaces are enrolled, handed to each
-// node's ztunnel (shared mode) over ZDS, and talk over HBONE; an AuthorizationPolicy denies one call. Prints what
-// happened, keeps the ztunnel logs, and removes everything (also on Ctrl-C).
-import { copyFileSync, mkdirSync } from 'node:fs';
+// `npm run demo`: a two-node ambient mesh in network namespaces, driven by a control plane. The cluster is Kubernetes
+// YAML (demo-cluster.yaml) in the embedded API server; the lab runs the Deployments' pods, the controller turns the
+// objects into workload xDS, and each node's ztunnel (shared mode) gets its pods over ZDS and its config over xDS.
+// Prints what happened, keeps the ztunnel logs, and removes everything (also on Ctrl-C).
+import type { KubernetesObject, V1Deployment, V1Namespace, V1Service } from '@kubernetes/client-node';
+import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import type http from 'node:http';
-import type net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseAllDocuments } from 'yaml';
 import { exchange, httpIn, httpServer, timedHttpCalls } from './apps.js';
-import { Cluster } from './cluster.js';
+import { Cluster, type NodeSpec } from './cluster.js';
+import { LAB_XDS_ENV, LabControlPlane } from './control-plane.js';
 import { counter } from './fixtures.js';
+import { eventually } from './ztunnel-proc.js';
 
+const YAML = fileURLToPath(new URL('../../../test/lab/demo-cluster.yaml', import.meta.url));
+const objects = parseAllDocuments(readFileSync(YAML, 'utf8')).map((d) => d.toJS() as KubernetesObject);
+const namespaces = new Map(objects.filter((o) => o.kind === 'Namespace').map((o) => [o.metadata!.name!, o as V1Namespace]));
+const deployments = objects.filter((o) => o.kind === 'Deployment') as V1Deployment[];
+
+// Spread every Deployment's replicas over the two nodes, as a scheduler would.
+const NODES = ['node1', 'node2'];
+const nodes: NodeSpec[] = NODES.map((name) => ({ name, pods: [] }));
+const podTemplates = new Map<string, { labels: Record<string, string>; deployment: V1Deployment }>();
+let slot = 0;
+for (const d of deployments) {
+  for (let i = 0; i < (d.spec?.replicas ?? 1); i++) {
+    const name = `${d.metadata!.name}-${i + 1}`;
+    const ns = d.metadata!.namespace!;
+    nodes[slot++ % nodes.length]!.pods.push({
+      name, namespace: ns, serviceAccount: d.spec?.template.spec?.serviceAccountName ?? 'default',
+      enrolled: namespaces.get(ns)?.metadata?.labels?.['istio.io/dataplane-mode'] === 'ambient',
+    });
+    podTemplates.set(name, { labels: { ...d.spec?.template.metadata?.labels, 'pod-template-hash': 'lab' }, deployment: d });
+  }
+}
+
+const cp = new LabControlPlane();
+const cluster = new Cluster({ nodes }, { env: LAB_XDS_ENV });
 const ECHO = 'echo.backend.svc.cluster.local';
-const cluster = new Cluster({
-  nodes: [
-    {
-      name: 'node1',
-      pods: [
-        { name: 'client', namespace: 'frontend', serviceAccount: 'client', enrolled: true },
-        { name: 'echo-1', namespace: 'backend', serviceAccount: 'echo', enrolled: true },
-      ],
-    },
-    {
-      name: 'node2',
-      pods: [
-        { name: 'echo-2', namespace: 'backend', serviceAccount: 'echo', enrolled: true },
-        { name: 'legacy', namespace: 'legacy', serviceAccount: 'default', enrolled: false },
-      ],
-    },
-  ],
-  services: [{ name: 'echo', namespace: 'backend', vip: '10.96.0.10', ports: { 80: 8080 }, selectorPods: ['echo-1', 'echo-2'] }],
-  policies: [
-    {
-      name: 'only-frontend', namespace: 'backend', scope: 'Namespace', action: 'Allow',
-      rules: [[[{ namespaces: [{ Exact: 'frontend' }] }]]],
-    },
-  ],
-});
-
 const step = (msg: string) => console.log(`\u2022 ${msg}`);
 let done = false;
 async function teardown(): Promise<void> {
   if (done) return;
   done = true;
-  step('tearing down namespaces and ztunnels ...');
+  step('tearing down namespaces, ztunnels and the control plane ...');
   await cluster.cleanup();
+  await cp.stop();
 }
 process.on('SIGINT', () => void teardown().then(() => process.exit(130)));
 process.on('SIGTERM', () => void teardown().then(() => process.exit(143)));
 
-const servers: (net.Server | http.Server)[] = [];
+const servers: http.Server[] = [];
 try {
   const t0 = Date.now();
-  step('building a 2-node cluster: node netns, pod netns, veths, routes; in-pod redirection rules for enrolled pods ...');
-  step('starting a ztunnel per node (shared mode); each receives its pods over ZDS ...');
-  await cluster.start();
+  step(`starting the control plane: embedded Kubernetes API server with ${objects.length} objects from demo-cluster.yaml, and the controller ...`);
+  await cp.start(objects);
+  step('building 2 nodes and their pods (network namespaces, veths, routes, in-pod rules for ambient namespaces) ...');
+  step('starting a ztunnel per node: pods arrive over ZDS, workloads and policies over xDS ...');
+  const started = cluster.start();
+  for (const node of NODES) await cp.relay(await eventually(`netns of ${node}`, () => { try { return cluster.node(node).ns; } catch { return undefined; } }));
+  await started;
+  step('running the pods: creating them in the API server and reporting their IPs and readiness ...');
+  for (const p of cluster.allPods()) {
+    const { labels, deployment: d } = podTemplates.get(p.name)!;
+    const rs = `${d.metadata!.name}-lab`;
+    await cp.runPod(p, labels, { ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: rs, uid: rs, controller: true }] }, d.spec?.template.spec?.containers);
+    if (p.name !== 'client-1') servers.push(await httpServer(p.ns, '0.0.0.0', 8080, p.name));
+  }
+  const vip = ((await cp.core!.readNamespacedService({ name: 'echo', namespace: 'backend' })) as V1Service).spec!.clusterIP!;
+  await eventually('the ztunnels to learn every pod', async () => {
+    for (const node of NODES) {
+      const d = JSON.parse((await httpIn(cluster.node(node).ns, 'GET', 15000, '/config_dump')).body) as { workloads: unknown[]; services: { hostname: string; endpoints: unknown[] }[] };
+      if (d.workloads.length !== cluster.allPods().length || d.services.find((s) => s.hostname === ECHO)?.endpoints.length !== 2) return false;
+    }
+    return true;
+  }, 20_000);
   step(`cluster ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  for (const name of ['echo-1', 'echo-2', 'legacy']) servers.push(await httpServer(cluster.pod(name).ns, '0.0.0.0', 8080, name));
 
+  const client = cluster.pod('client-1');
   console.log('\nCalls');
-  const stats = await timedHttpCalls(cluster.pod('client').ns, '10.96.0.10', 80, 8, Buffer.alloc(1024, 0x61));
+  const stats = await timedHttpCalls(client.ns, vip, 80, 8, Buffer.alloc(1024, 0x61));
   const line = await waitForLine('node1', (l) => l['dst.service'] === ECHO);
   console.log(
-    `  frontend/client (${cluster.pod('client').ip}) -> http://echo.backend VIP 10.96.0.10:80: ${stats.calls - stats.errors}/${stats.calls} POSTs of 1 KiB ` +
+    `  frontend/client-1 (${client.ip}) -> http://echo.backend VIP ${vip}:80: ${stats.calls - stats.errors}/${stats.calls} POSTs of 1 KiB ` +
       `(latency p50 ${stats.p50Ms.toFixed(1)} ms, p99 ${stats.p99Ms.toFixed(1)} ms, each a new connection), answered by:`,
   );
   for (const who of stats.answers) console.log(`    ${who}`);
   console.log(`    mTLS over HBONE: ${line['src.identity']} -> ${line['dst.identity']}`);
-  const plain = await timedHttpCalls(cluster.pod('client').ns, cluster.pod('legacy').ip, 8080, 1, Buffer.alloc(0));
-  console.log(`  frontend/client -> legacy/legacy (not in the mesh): answered by ${plain.answers[0] ?? 'nobody'}, plain TCP without identity`);
-  const denied = await exchange(cluster.pod('legacy').ns, cluster.pod('echo-2').ip, 8080);
+  const legacy = cluster.pod('legacy-1');
+  const plain = await timedHttpCalls(client.ns, legacy.ip, 8080, 1, Buffer.alloc(0));
+  console.log(`  frontend/client-1 -> legacy/legacy-1 (not in the mesh): answered by ${plain.answers[0] ?? 'nobody'}, plain TCP without identity`);
+  const denied = await exchange(legacy.ns, cluster.pod('echo-1').ip, 8080);
   console.log(
-    `  legacy/legacy -> backend/echo-2: ${denied.received.length === 0 ? 'denied by AuthorizationPolicy backend/only-frontend (no mesh identity)' : 'unexpectedly allowed'}`,
+    `  legacy/legacy-1 -> backend/echo-1: ${denied.received.length === 0 ? 'denied by AuthorizationPolicy backend/only-frontend (no mesh identity)' : 'unexpectedly allowed'}`,
   );
 
-  console.log('\nMetrics (reporter=destination, read from each node\'s ztunnel on :15020)');
-  for (const node of ['node1', 'node2']) {
+  console.log("\nMetrics (reporter=destination, read from each node's ztunnel on :15020)");
+  for (const node of NODES) {
     const text = (await httpIn(cluster.node(node).ns, 'GET', 15020, '/metrics')).body;
     const l = { reporter: 'destination', destination_service: ECHO };
     console.log(
@@ -82,10 +106,12 @@ try {
         `${counter(text, 'istio_tcp_received_bytes_total', l)} bytes in, ${counter(text, 'istio_tcp_sent_bytes_total', l)} bytes out`,
     );
   }
+  const debug = cp.controller!.xds.debugState();
+  console.log(`\nControl plane: ${debug.connections.length} ztunnels connected over delta xDS; resources ${JSON.stringify(debug.resources)}`);
 
   const logs = join(tmpdir(), `ambit-demo-${new Date().toISOString().replace(/[:.]/g, '-')}`);
   mkdirSync(logs, { recursive: true });
-  for (const node of ['node1', 'node2']) copyFileSync(cluster.zt(node).logPath, join(logs, `ztunnel-${node}.log`));
+  for (const node of NODES) copyFileSync(cluster.zt(node).logPath, join(logs, `ztunnel-${node}.log`));
   console.log(`\nztunnel logs (JSON lines, access log lines have "scope":"access"): ${logs}\n`);
 } catch (e) {
   console.error(`demo failed: ${(e as Error).message}`);
@@ -96,10 +122,5 @@ try {
 }
 
 async function waitForLine(node: string, pred: (l: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
-  for (let i = 0; i < 100; i++) {
-    const hit = cluster.zt(node).lines('connection complete').find(pred);
-    if (hit) return hit;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return {};
+  return eventually('access log line', () => cluster.zt(node).lines('connection complete').find(pred)).catch(() => ({}));
 }
