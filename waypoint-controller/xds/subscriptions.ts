@@ -151,8 +151,9 @@ export function planRequest(w: TypeWatch, store: ResourceStore, req: Subscriptio
   for (const key of newKeys) {
     const found = store.resolve(w.typeUrl, key);
     if (found.length === 0) plan.remove(key);
-    // An explicit (re)subscription is always answered, so an on-demand client waiting for it wakes up.
-    else for (const res of found) plan.send(res, true);
+    // An explicit (re)subscription is always answered, so an on-demand client waiting for it wakes up; except in
+    // the first request, where the client declared what it holds (initial_resource_versions): only what changed.
+    else for (const res of found) plan.send(res, !first);
   }
   return plan.finish(first);
 }
