@@ -9,6 +9,7 @@ import { DEDICATED_RULES, DedicatedMesh, type HostSpec } from './lab/dedicated.j
 import { HOSTS, IP, meshConfig } from './lab/fixtures.js';
 import type { Netns } from './lab/netns.js';
 import { eventually, ZTUNNEL_MAIN, ZtunnelProc } from './lab/ztunnel-proc.js';
+import { echoes, sleep, within } from './lab/waits.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Helpers
@@ -75,17 +76,6 @@ function spawnZtunnel(mesh: DedicatedMesh, name: string, serviceAccount: string)
   return zt;
 }
 
-/** `p`, or a rejection naming `what` after `ms`. */
-async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms)))]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A held-open client connection that records how it ended. */
 interface Held {
@@ -101,27 +91,6 @@ async function hold(scope: Scope, ns: Netns, host: string, port: number): Promis
   sock.on('error', (e) => (h.error = (e as NodeJS.ErrnoException).code ?? e.message));
   h.closed = new Promise((resolve) => sock.once('close', () => ((h.closedAt = Date.now()), resolve())));
   return h;
-}
-
-/** Write `msg` and wait (bounded) until the same bytes came back. */
-function echoes(sock: net.Socket, msg: string, timeoutMs = 10_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let got = '';
-    const done = () => {
-      clearTimeout(timer);
-      sock.off('data', onData);
-      sock.off('close', onClose);
-    };
-    const onData = (c: Buffer) => {
-      got += c.toString();
-      if (got.length >= msg.length) done(), resolve(got);
-    };
-    const onClose = () => (done(), reject(new Error(`closed before ${JSON.stringify(msg)} came back (got ${JSON.stringify(got)})`)));
-    const timer = setTimeout(() => (done(), reject(new Error(`no echo of ${JSON.stringify(msg)} within ${timeoutMs} ms (got ${JSON.stringify(got)})`))), timeoutMs);
-    sock.on('data', onData);
-    sock.once('close', onClose);
-    sock.write(msg);
-  });
 }
 
 /** Connect from inside `ns` (optionally with a socket mark) and report 'connected' or the error code. */

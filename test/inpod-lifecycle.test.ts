@@ -14,6 +14,7 @@ import { Cluster } from './lab/cluster.js';
 import type { Netns } from './lab/netns.js';
 import { ZdsServer } from './lab/zds-server.js';
 import { eventually, ZtunnelProc } from './lab/ztunnel-proc.js';
+import { echoes, sleep, within } from './lab/waits.js';
 
 const VIP = { echo: '10.96.0.10', plain: '10.96.0.30' } as const;
 const ID = { sleep: 'spiffe://cluster.local/ns/default/sa/sleep', echo: 'spiffe://cluster.local/ns/default/sa/echo' } as const;
@@ -83,18 +84,7 @@ test.after.always(async () => {
 
 const ns = (pod: string) => cluster.pod(pod).ns;
 const ip = (pod: string) => cluster.pod(pod).ip;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const tail = (z: ZtunnelProc) => `\n--- ${z.name} ztunnel log ---\n${z.log().slice(-3000)}`;
-
-/** `p`, or a rejection naming `what` after `ms`. */
-async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms)))]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 interface Call {
   received: Buffer;
@@ -153,30 +143,6 @@ async function hold(from: string, host: string, port: number): Promise<Held> {
     sock.once('close', done);
   });
   return h;
-}
-
-/** Write `msg` and wait (bounded) until the same bytes came back. */
-function echoes(sock: net.Socket, msg: string, timeoutMs = 5000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let got = '';
-    const done = () => {
-      clearTimeout(timer);
-      sock.off('data', onData);
-      sock.off('close', onClose);
-      sock.off('end', onClose);
-    };
-    const onData = (c: Buffer) => {
-      got += c.toString();
-      if (got.length >= msg.length) done(), resolve(got);
-    };
-    const onClose = () => (done(), reject(new Error(`closed before ${JSON.stringify(msg)} came back (got ${JSON.stringify(got)})`)));
-    const timer = setTimeout(() => (done(), reject(new Error(`no echo of ${JSON.stringify(msg)} within ${timeoutMs} ms (got ${JSON.stringify(got)})`))), timeoutMs);
-    sock.on('data', onData);
-    sock.once('close', onClose);
-    sock.once('end', onClose);
-    if (sock.destroyed) return onClose();
-    if (sock.writable) sock.write(msg);
-  });
 }
 
 /**
