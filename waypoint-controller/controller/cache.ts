@@ -1,9 +1,10 @@
 // The Kubernetes objects the controller translates, kept by kind and key (as informers deliver them).
-import type { V1Namespace, V1Pod, V1Service } from '@kubernetes/client-node';
+import type { V1Namespace, V1Node, V1Pod, V1Service } from '@kubernetes/client-node';
 import type { AuthorizationPolicy } from '../translate/authorization.js';
 
 export interface Cached {
   namespaces: Map<string, V1Namespace>; // by name
+  nodes: Map<string, V1Node>; // by name
   pods: Map<string, V1Pod>; // by ns/name
   services: Map<string, V1Service>; // by ns/name
   policies: Map<string, AuthorizationPolicy>; // by ns/name
@@ -11,7 +12,7 @@ export interface Cached {
 
 export type Kind = keyof Cached;
 
-export const newCache = (): Cached => ({ namespaces: new Map(), pods: new Map(), services: new Map(), policies: new Map() });
+export const newCache = (): Cached => ({ namespaces: new Map(), nodes: new Map(), pods: new Map(), services: new Map(), policies: new Map() });
 
 export const objectKey = (o: { metadata?: { name?: string; namespace?: string } }): string =>
   o.metadata?.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : (o.metadata?.name ?? '');

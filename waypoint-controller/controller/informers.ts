@@ -28,6 +28,7 @@ export class Informers {
     const list = <T>(p: Promise<T>) => p as unknown as Promise<KubernetesListObject<KubernetesObject>>;
     await Promise.all([
       this.watch('namespaces', '/api/v1/namespaces', () => list(core.listNamespace())),
+      this.watch('nodes', '/api/v1/nodes', () => list(core.listNode())),
       this.watch('pods', '/api/v1/pods', () => list(core.listPodForAllNamespaces())),
       this.watch('services', '/api/v1/services', () => list(core.listServiceForAllNamespaces())),
       this.watch('policies', '/apis/security.istio.io/v1/authorizationpolicies', () =>

@@ -1,5 +1,5 @@
 // Kubernetes Pod (+ its namespace, the services selecting it, the policies selecting it) -> istio.workload.Workload.
-import type { V1Namespace, V1Pod, V1Service } from '@kubernetes/client-node';
+import type { V1Namespace, V1Node, V1Pod, V1Service } from '@kubernetes/client-node';
 import type { MessageInit, PortList, Workload } from '../../protos/index.js';
 import { ipToBytes } from '../../ztunnel/net/ip.js';
 import { canonicalName, canonicalRevision, isEnrolled, owningWorkload, selects } from './labels.js';
@@ -18,6 +18,7 @@ export function toWorkload(
   services: Iterable<V1Service>,
   selectorPolicies: Iterable<{ key: string; namespace: string; selector: Record<string, string> }>,
   ctx: MeshContext,
+  node?: V1Node,
 ): MessageInit<Workload> | undefined {
   const ips = (pod.status?.podIPs?.map((p) => p.ip) ?? (pod.status?.podIP ? [pod.status.podIP] : [])).filter(Boolean);
   if (ips.length === 0 || pod.spec?.hostNetwork) return undefined;
@@ -49,5 +50,12 @@ export function toWorkload(
     clusterId: ctx.clusterId,
     services: svcPorts,
     authorizationPolicies: policies.sort(),
+    ...(node ? { locality: localityOf(node) } : {}),
   };
+}
+
+/** The node's topology labels, which Istio uses for locality-aware routing. */
+export function localityOf(node: V1Node): { region: string; zone: string; subzone: string } {
+  const l = node.metadata?.labels ?? {};
+  return { region: l['topology.kubernetes.io/region'] ?? '', zone: l['topology.kubernetes.io/zone'] ?? '', subzone: l['topology.istio.io/subzone'] ?? '' };
 }
