@@ -2,7 +2,8 @@
 // server -> controller -> delta xDS -> the shared-mode ztunnels of a two-node lab cluster. Each ztunnel subscribes to
 // its own pods (pinned by uid) and to the destination IPs its pods talk to, so a change reaches only the ztunnels that
 // asked for it; the first connection to an unknown pod is held until the answer arrives; and a controller restart is
-// survived (traffic between known pods goes on; the ztunnels reconnect and get only what changed meanwhile).
+// survived (traffic between known pods goes on; the ztunnels reconnect and get only what changed meanwhile). A
+// subscription to a Service VIP brings the service's workloads too, and pods that join the service later follow.
 import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import test from 'ava';
 import net from 'node:net';
@@ -117,14 +118,17 @@ async function createReadyPod(name: string, labels: Record<string, string> = { a
   await core.replaceNamespacedPodStatus({ name, namespace: 'shop', body: current });
 }
 
-async function setVersion(name: string, version: string): Promise<void> {
+async function addLabels(name: string, labels: Record<string, string>): Promise<void> {
   const pod = await core.readNamespacedPod({ name, namespace: 'shop' });
-  pod.metadata!.labels = { ...pod.metadata!.labels, version };
+  pod.metadata!.labels = { ...pod.metadata!.labels, ...labels };
   await core.replaceNamespacedPod({ name, namespace: 'shop', body: pod });
 }
 
-type DumpWorkload = { name: string; status: string; canonicalRevision: string; workloadIps: string[] };
-type Dump = { workloads: DumpWorkload[]; services: { hostname: string }[] };
+const setVersion = (name: string, version: string) => addLabels(name, { version });
+
+type DumpWorkload = { name: string; status: string; canonicalRevision: string; workloadIps: string[]; services?: Record<string, unknown> };
+type DumpService = { hostname: string; vips: string[]; endpoints: { workloadUid: string; status: string }[] };
+type Dump = { workloads: DumpWorkload[]; services: DumpService[] };
 const dump = async (node: NodeName) => JSON.parse((await httpIn(cluster.node(node).ns, 'GET', 15000, '/config_dump')).body) as Dump;
 const names = async (node: NodeName) => (await dump(node)).workloads.map((w) => w.name).sort();
 const revision = async (node: NodeName, pod: string) => (await dump(node)).workloads.find((w) => w.name === pod)?.canonicalRevision;
@@ -333,4 +337,43 @@ test.serial('controller stopped: known pods keep talking; restarted: ztunnels re
   } finally {
     held.destroy();
   }
+});
+
+test.serial('on demand: a Service VIP brings the service with its workloads; a pod joining the service later is pushed', async (t) => {
+  await sleep(300);
+  // A service whose only endpoint is server-a, a node1 pod that node2 has never heard of.
+  const FRONT = 'front.shop.svc.cluster.local';
+  await addLabels('server-a', { tier: 'front' });
+  await core.createNamespacedService({
+    namespace: 'shop',
+    body: { metadata: { name: 'front', namespace: 'shop' }, spec: { selector: { tier: 'front' }, ports: [{ port: 80, targetPort: 8080 as never }] } },
+  });
+  const vip = (await core.readNamespacedService({ name: 'front', namespace: 'shop' })).spec!.clusterIP!;
+  await eventually('node1 has server-a in the service', async () =>
+    Object.keys((await dump('node1')).workloads.find((w) => w.name === 'server-a')?.services ?? {}).length > 0);
+  await sleep(300);
+  t.false((await names('node2')).includes('server-a'));
+  t.false((await dump('node2')).services.some((s) => s.hostname === FRONT));
+
+  // server-b (node2) -> the VIP: node2 subscribes to the VIP and gets the service and its endpoint in one answer.
+  const before = addressPushes();
+  t.is((await exchange(cluster.pod('server-b').ns, vip, 80, Buffer.from('via vip'), 15_000)).received.toString(), 'via vip');
+  t.is(addressPushes().node2, before.node2 + 1, 'one answer for the VIP, carrying the service and server-a');
+  t.true(subscribed('node2').includes(`/${vip}`));
+  t.true(subscribed('node2').includes(uid('server-a')), 'node2 is subscribed to the service workload');
+  const d = await dump('node2');
+  const svc = d.services.find((s) => s.hostname === FRONT);
+  t.deepEqual(svc?.vips, [`/${vip}`]);
+  t.deepEqual(svc?.endpoints.map((e) => [e.workloadUid, e.status]), [[uid('server-a'), 'Healthy']]);
+  t.true(d.workloads.some((w) => w.name === 'server-a' && w.status === 'Healthy'));
+  const out = cluster.zt('node2').lines('connection complete').find((l) => l.direction === 'outbound' && l['dst.workload'] === 'server-a');
+  t.is(out?.['dst.hbone_addr'], `${cluster.pod('server-a').ip}:15008`, 'routed to server-a over HBONE');
+  t.false(cluster.zt('node2').lines('connection failed').some((l) => String(l.error).includes('no healthy endpoint')));
+
+  // client (node1, unknown to node2) joins the service: pushed to node2, which now has two endpoints.
+  await addLabels('client', { tier: 'front' });
+  await eventually('node2 gets client as a second endpoint', async () =>
+    (await dump('node2')).services.find((s) => s.hostname === FRONT)?.endpoints.length === 2);
+  t.true((await names('node2')).includes('client'));
+  t.true(subscribed('node2').includes(uid('client')));
 });

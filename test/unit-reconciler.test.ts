@@ -6,10 +6,10 @@ import { newCache, objectKey } from '../waypoint-controller/controller/cache.js'
 import { Reconciler, type ResourceSink } from '../waypoint-controller/controller/reconciler.js';
 
 class RecordingSink implements ResourceSink {
-  readonly resources = new Map<string, { bytes: Uint8Array; aliases: string[] }>();
+  readonly resources = new Map<string, { bytes: Uint8Array; aliases: string[]; groups: string[] }>();
   readonly log: string[] = [];
-  set(typeUrl: string, name: string, bytes: Uint8Array, aliases: string[] = []): void {
-    this.resources.set(`${typeUrl}|${name}`, { bytes, aliases });
+  set(typeUrl: string, name: string, bytes: Uint8Array, aliases: string[] = [], groups: string[] = []): void {
+    this.resources.set(`${typeUrl}|${name}`, { bytes, aliases, groups });
     this.log.push(`set ${name}`);
   }
   delete(typeUrl: string, name: string): void {
@@ -18,7 +18,7 @@ class RecordingSink implements ResourceSink {
   }
   address(name: string) {
     const r = this.resources.get(`${ADDRESS_TYPE_URL}|${name}`);
-    return r && { ...AddressCodec.decode(r.bytes), aliases: r.aliases };
+    return r && { ...AddressCodec.decode(r.bytes), aliases: r.aliases, groups: r.groups };
   }
 }
 
@@ -51,6 +51,10 @@ test('initial sync publishes workloads and services with <network>/<ip> aliases'
   t.truthy(a.workload!.services['shop/web.shop.svc.cluster.local']);
   t.falsy(sink.address('Kubernetes//v1/Pod/shop/other')!.workload!.services['shop/web.shop.svc.cluster.local']);
   t.deepEqual(sink.address('shop/web.shop.svc.cluster.local')!.aliases, ['/10.96.0.20']);
+  // Workloads are published as members of their services (the keys of Workload.services); services have no groups.
+  t.deepEqual(a.groups, ['shop/web.shop.svc.cluster.local']);
+  t.deepEqual(sink.address('Kubernetes//v1/Pod/shop/other')!.groups, []);
+  t.deepEqual(sink.address('shop/web.shop.svc.cluster.local')!.groups, []);
 });
 
 test('a pod change touches only that pod; a deletion removes it', (t) => {
@@ -79,4 +83,11 @@ test('a namespace label change re-evaluates its pods; a selector policy is liste
   cache.policies.set('shop/web-only', { metadata: { name: 'web-only', namespace: 'shop' }, spec: { action: 'CUSTOM' } });
   r.changed('policies', 'shop/web-only');
   t.false(sink.resources.has(`${AUTHORIZATION_TYPE_URL}|shop/web-only`), 'a policy ztunnel does not enforce is withdrawn');
+});
+
+test('node topology labels become the locality of the pods on that node', (t) => {
+  const { cache, sink, r } = setup();
+  cache.nodes.set('node1', { metadata: { name: 'node1', labels: { 'topology.kubernetes.io/region': 'eu', 'topology.kubernetes.io/zone': 'eu-1a' } } });
+  r.changed('nodes', 'node1');
+  t.deepEqual(sink.address('Kubernetes//v1/Pod/shop/a')!.workload!.locality, { region: 'eu', zone: 'eu-1a', subzone: '' });
 });

@@ -16,7 +16,7 @@ import {
   type DeltaDiscoveryRequest,
   type DeltaDiscoveryResponse,
 } from '../protos/xds.js';
-import { ResourceStore, XdsServer, addressNameAndAliases } from '../waypoint-controller/xds/index.js';
+import { ResourceStore, XdsServer, addressGroups, addressNameAndAliases } from '../waypoint-controller/xds/index.js';
 import { ipToBytes } from '../ztunnel/net/ip.js';
 
 // ------------------------------------------------------------------ fixtures
@@ -51,11 +51,16 @@ function service(name: string, vip: string): Address {
 
 function putAddress(store: ResourceStore, a: Address): string {
   const { name, aliases } = addressNameAndAliases(a);
-  store.set(ADDRESS_TYPE_URL, name, AddressCodec.encode(a), aliases);
+  store.set(ADDRESS_TYPE_URL, name, AddressCodec.encode(a), aliases, addressGroups(a));
   return name;
 }
 
 const uid = (name: string) => `Kubernetes//v1/Pod/shop/${name}`;
+const svcName = (name: string) => `shop/${name}.shop.svc.cluster.local`;
+/** Workload.services entry making a workload a member of service `name` of the fixtures. */
+const memberOf = (...svcs: string[]) => ({
+  services: Object.fromEntries(svcs.map((s) => [svcName(s), { ports: [{ servicePort: 80, targetPort: 8080, appProtocol: 0 }] }])),
+});
 
 // ------------------------------------------------------------------ client
 
@@ -468,4 +473,92 @@ test.serial('two clients: only the on-demand subscriber of a resource receives i
   od2.close();
   await od2.drain(200);
   t.is(server.debugState().connections.length, 2);
+});
+
+test.serial('on-demand subscription to a service VIP gets the service and its workloads; pods joining later follow', async (t) => {
+  const { store, server, connect } = await setup();
+  seed(store);
+  putAddress(store, workload('web-1', '10.0.1.1', memberOf('web')));
+  putAddress(store, workload('web-2', '10.0.1.2', memberOf('web')));
+  putAddress(store, service('api', '10.96.0.11'));
+  putAddress(store, workload('api-1', '10.0.2.1', memberOf('api')));
+  const wild = connect();
+  const od1 = connect();
+  const od2 = connect();
+  wild.send({ node: NODE });
+  od1.send({ node: NODE, resourceNamesSubscribe: ['*'], resourceNamesUnsubscribe: ['*'] });
+  od2.send({ node: NODE, resourceNamesSubscribe: ['*'], resourceNamesUnsubscribe: ['*'] });
+  t.is((await wild.next()).resources.length, 7);
+  await od1.next();
+  await od2.next();
+
+  // VIP -> the service plus its workloads (istiod's Lookup), each under its canonical name with its aliases.
+  od1.send({ resourceNamesSubscribe: [`${NET}/10.96.0.10`] });
+  const r1 = await od1.next();
+  t.deepEqual(names(r1), [svcName('web'), uid('web-1'), uid('web-2')].sort());
+  t.deepEqual(r1.removedResources, []);
+  const aliasesOf = (r: DeltaDiscoveryResponse, n: string) => r.resources.find((x) => x.name === n)!.aliases;
+  t.deepEqual(aliasesOf(r1, svcName('web')), [`${NET}/10.96.0.10`]);
+  t.deepEqual(aliasesOf(r1, uid('web-1')), [`${NET}/10.0.1.1`]);
+  // The client is now subscribed to those workloads by name (istiod: ResourceNames = subs + what was sent).
+  t.deepEqual(server.debugState().connections.find((c) => c.types[ADDRESS_TYPE_URL]!.subscribed.length > 0)!.types[ADDRESS_TYPE_URL]!.subscribed, [
+    `${NET}/10.96.0.10`, uid('web-1'), uid('web-2'),
+  ].sort());
+  od2.send({ resourceNamesSubscribe: [uid('a')] });
+  t.deepEqual(names(await od2.next()), [uid('a')]);
+
+  // A new pod of the service reaches the VIP subscriber (and the wildcard client), not the other on-demand client.
+  putAddress(store, workload('web-3', '10.0.1.3', memberOf('web')));
+  t.deepEqual(names(await od1.next()), [uid('web-3')]);
+  t.deepEqual(names(await wild.next()), [uid('web-3')]);
+  t.deepEqual(await od2.drain(200), []);
+
+  // A pod of another service reaches only the wildcard client.
+  putAddress(store, workload('api-2', '10.0.2.2', memberOf('api')));
+  t.deepEqual(names(await wild.next()), [uid('api-2')]);
+  t.deepEqual(await od1.drain(200), []);
+
+  // An existing pod joining the service (a label change) is sent too; od2, which holds it, sees the update.
+  putAddress(store, workload('a', '10.0.0.1', memberOf('web')));
+  t.deepEqual(names(await od1.next()), [uid('a')]);
+  t.deepEqual(names(await od2.next()), [uid('a')]);
+  await wild.next();
+
+  // A pod leaving the service stays subscribed, as with istiod: its update and later removal are pushed.
+  putAddress(store, workload('web-1', '10.0.1.1'));
+  const left = await od1.next();
+  t.deepEqual(names(left), [uid('web-1')]);
+  t.deepEqual(decodeAddr(left).workload?.services, {});
+  store.delete(ADDRESS_TYPE_URL, uid('web-1'));
+  t.deepEqual((await od1.next()).removedResources, [uid('web-1')]);
+  t.deepEqual(await od2.drain(200), []);
+
+  // A VIP subscribed before its service exists: the service comes later with its pods.
+  od2.send({ resourceNamesSubscribe: [`${NET}/10.96.0.12`] });
+  t.deepEqual((await od2.next()).removedResources, [`${NET}/10.96.0.12`]);
+  store.batch(() => {
+    putAddress(store, workload('late-1', '10.0.3.1', memberOf('late')));
+    putAddress(store, service('late', '10.96.0.12'));
+  });
+  t.deepEqual(names(await od2.next()), [svcName('late'), uid('late-1')].sort());
+  t.deepEqual(await od1.drain(200), []);
+});
+
+test('store: groups are indexed both ways and a change of groups alone is notified', (t) => {
+  const store = new ResourceStore();
+  const changes: string[][] = [];
+  store.onChange((c) => changes.push([...c.names]));
+  const body = new Uint8Array([1, 2, 3]);
+  t.true(store.set(ADDRESS_TYPE_URL, 'w1', body, ['n/10.0.0.1'], ['s1', 's2']));
+  t.true(store.set(ADDRESS_TYPE_URL, 'w2', body, ['n/10.0.0.2'], ['s1']));
+  t.deepEqual(store.membersOf(ADDRESS_TYPE_URL, 's1').map((r) => r.name).sort(), ['w1', 'w2']);
+  t.deepEqual([...store.groupsOf(ADDRESS_TYPE_URL, 'w1')], ['s1', 's2']);
+  const v = store.get(ADDRESS_TYPE_URL, 'w1')!.version;
+  t.false(store.set(ADDRESS_TYPE_URL, 'w1', body, ['n/10.0.0.1'], ['s2', 's1']), 'same groups in another order: no-op');
+  t.true(store.set(ADDRESS_TYPE_URL, 'w1', body, ['n/10.0.0.1'], ['s2']));
+  t.is(store.get(ADDRESS_TYPE_URL, 'w1')!.version, v, 'the version covers what clients see only');
+  t.deepEqual(store.membersOf(ADDRESS_TYPE_URL, 's1').map((r) => r.name), ['w2']);
+  store.delete(ADDRESS_TYPE_URL, 'w2');
+  t.deepEqual(store.membersOf(ADDRESS_TYPE_URL, 's1'), []);
+  t.deepEqual(changes, [['w1'], ['w2'], ['w1'], ['w2']]);
 });

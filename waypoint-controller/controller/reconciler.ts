@@ -8,9 +8,13 @@ import { serviceKey, toService, type MeshContext } from '../translate/service.js
 import { toWorkload, workloadUid } from '../translate/workload.js';
 import type { Cached, Kind } from './cache.js';
 
-/** Where resources go: the xDS server's store. */
+/**
+ * Where resources go: the xDS server's store. `groups` are the names of the resources a resource is a member of:
+ * for a workload, its services (`<ns>/<hostname>`, the keys of Workload.services), so an on-demand subscription
+ * to a service also gets its workloads.
+ */
 export interface ResourceSink {
-  set(typeUrl: string, name: string, bytes: Uint8Array, aliases?: string[]): void;
+  set(typeUrl: string, name: string, bytes: Uint8Array, aliases?: string[], groups?: string[]): void;
   delete(typeUrl: string, name: string): void;
 }
 
@@ -38,6 +42,10 @@ export class Reconciler {
   changed(kind: Kind, key: string): void {
     const policies = this.selectorPolicies();
     if (kind === 'pods') return this.syncPod(key, policies);
+    if (kind === 'nodes') {
+      for (const [k, p] of this.cache.pods) if (p.spec?.nodeName === key) this.syncPod(k, policies);
+      return;
+    }
     const ns = kind === 'namespaces' ? key : key.split('/')[0]!;
     if (kind === 'services') this.syncService(key);
     if (kind === 'policies') this.syncPolicy(key);
@@ -66,7 +74,9 @@ export class Reconciler {
 
   private syncPod(key: string, policies: SelectorPolicy[]): void {
     const pod: V1Pod | undefined = this.cache.pods.get(key);
-    const w = pod && toWorkload(pod, this.cache.namespaces.get(pod.metadata?.namespace ?? ''), this.cache.services.values(), policies, this.ctx);
+    const w =
+      pod &&
+      toWorkload(pod, this.cache.namespaces.get(pod.metadata?.namespace ?? ''), this.cache.services.values(), policies, this.ctx, this.cache.nodes.get(pod.spec?.nodeName ?? ''));
     const old = this.podResource.get(key);
     if (!w) {
       if (old) this.sink.delete(ADDRESS_TYPE_URL, old);
@@ -76,7 +86,8 @@ export class Reconciler {
     const name = workloadUid(this.ctx.clusterId, pod!);
     if (old && old !== name) this.sink.delete(ADDRESS_TYPE_URL, old);
     const ips = pod!.status?.podIPs?.map((p) => p.ip) ?? [pod!.status!.podIP!];
-    this.sink.set(ADDRESS_TYPE_URL, name, AddressCodec.encode({ workload: w }), ips.map((ip) => alias(this.ctx.network, ip)));
+    const aliases = ips.map((ip) => alias(this.ctx.network, ip));
+    this.sink.set(ADDRESS_TYPE_URL, name, AddressCodec.encode({ workload: w }), aliases, Object.keys(w.services ?? {}));
     this.podResource.set(key, name);
   }
 

@@ -9,4 +9,4 @@ export { parseNode } from './node.js';
 export type { ClientNode } from './node.js';
 export { WILDCARD, newTypeWatch, planRequest, planChange } from './subscriptions.js';
 export type { TypeWatch, DeltaPlan, SubscriptionRequest } from './subscriptions.js';
-export { workloadAliases, serviceAliases, workloadResourceName, serviceResourceName, policyResourceName, addressNameAndAliases } from './names.js';
+export { workloadAliases, serviceAliases, workloadResourceName, serviceResourceName, policyResourceName, addressNameAndAliases, addressGroups } from './names.js';

@@ -18,6 +18,11 @@ export function serviceAliases(s: Pick<Service, 'addresses'>): string[] {
   return (s.addresses ?? []).map((a) => `${a.network ?? ''}/${bytesToIp(a.address)}`);
 }
 
+/** Groups of an Address resource in the store: a workload is a member of its services (`<ns>/<hostname>`). */
+export function addressGroups(a: Address): string[] {
+  return Object.keys(a.workload?.services ?? {});
+}
+
 /** Name and aliases of an Address resource (workload or service). */
 export function addressNameAndAliases(a: Address): { name: string; aliases: string[] } {
   if (a.workload) return { name: workloadResourceName(a.workload), aliases: workloadAliases(a.workload) };

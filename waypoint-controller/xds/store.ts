@@ -5,6 +5,10 @@
 // optional aliases (`<network>/<ip>` for every address), so an on-demand client can ask by IP.
 // Versions are content hashes: the same content always has the same version, also across controller
 // restarts, which lets a reconnecting client's `initial_resource_versions` be compared meaningfully.
+// A resource may also name the groups it is a member of: other resources of the same type (a workload's
+// services, by their canonical names). The store indexes this relation both ways (`groupsOf` / `membersOf`)
+// without knowing what it means; the xDS server uses it to answer an on-demand subscription to a service with
+// its workloads too, as istiod does.
 
 import { createHash } from 'node:crypto';
 
@@ -14,6 +18,8 @@ export interface StoredResource {
   /** Content hash of the message bytes and the aliases. */
   readonly version: string;
   readonly aliases: readonly string[];
+  /** Canonical names of the resources (same type) this one is a member of, e.g. a workload's services. */
+  readonly groups: readonly string[];
   /** The encoded message (e.g. an istio.workload.Address), sent as Any.value. */
   readonly body: Uint8Array;
 }
@@ -41,6 +47,23 @@ interface TypeTable {
   readonly byName: Map<string, StoredResource>;
   /** alias -> canonical names carrying it (normally one). */
   readonly byAlias: Map<string, Set<string>>;
+  /** group name -> canonical names of its members (the group itself need not exist). */
+  readonly byGroup: Map<string, Set<string>>;
+}
+
+const sameSet = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((x) => b.includes(x));
+
+function indexAdd(index: Map<string, Set<string>>, key: string, name: string): void {
+  let set = index.get(key);
+  if (!set) index.set(key, (set = new Set()));
+  set.add(name);
+}
+
+function indexRemove(index: Map<string, Set<string>>, key: string, name: string): void {
+  const set = index.get(key);
+  if (!set) return;
+  set.delete(name);
+  if (set.size === 0) index.delete(key);
 }
 
 export class ResourceStore {
@@ -51,30 +74,31 @@ export class ResourceStore {
   private generation = 0;
 
   /**
-   * Stores (or replaces) a resource. Returns true if anything changed; unchanged content
-   * (same bytes and aliases) is a no-op and notifies no one.
+   * Stores (or replaces) a resource. `groups` are the canonical names of the resources (of the same type) it is
+   * a member of. Returns true if anything changed; unchanged content (same bytes, aliases and groups) is a no-op
+   * and notifies no one. The version covers bytes and aliases only (what a client sees); a change of groups
+   * alone is still notified, so it can reach the clients subscribed to a new group.
    */
-  set(typeUrl: string, name: string, body: Uint8Array, aliases: readonly string[] = []): boolean {
+  set(typeUrl: string, name: string, body: Uint8Array, aliases: readonly string[] = [], groups: readonly string[] = []): boolean {
     if (!typeUrl || !name) throw new Error('ResourceStore.set: typeUrl and name are required');
     const table = this.table(typeUrl);
     const uniqueAliases = [...new Set(aliases.filter((a) => a && a !== name))];
+    const uniqueGroups = [...new Set(groups.filter((g) => g && g !== name))];
     const version = contentVersion(body, uniqueAliases);
     const prev = table.byName.get(name);
-    if (prev && prev.version === version) return false;
-    if (prev) this.unindexAliases(table, prev);
+    if (prev && prev.version === version && sameSet(prev.groups, uniqueGroups)) return false;
+    if (prev) this.unindex(table, prev);
     const res: StoredResource = Object.freeze({
       typeUrl,
       name,
       version,
       aliases: Object.freeze(uniqueAliases),
-      body: new Uint8Array(body),
+      groups: Object.freeze(uniqueGroups),
+      body: prev && prev.version === version ? prev.body : new Uint8Array(body),
     });
     table.byName.set(name, res);
-    for (const a of res.aliases) {
-      let set = table.byAlias.get(a);
-      if (!set) table.byAlias.set(a, (set = new Set()));
-      set.add(name);
-    }
+    for (const a of res.aliases) indexAdd(table.byAlias, a, name);
+    for (const g of res.groups) indexAdd(table.byGroup, g, name);
     this.changed(typeUrl, name);
     return true;
   }
@@ -85,7 +109,7 @@ export class ResourceStore {
     const prev = table?.byName.get(name);
     if (!table || !prev) return false;
     table.byName.delete(name);
-    this.unindexAliases(table, prev);
+    this.unindex(table, prev);
     this.changed(typeUrl, name);
     return true;
   }
@@ -105,6 +129,24 @@ export class ResourceStore {
       if (r) out.push(r);
     }
     return out;
+  }
+
+  /** Members of a group (the resources that list `group` among their groups), e.g. a service's workloads. */
+  membersOf(typeUrl: string, group: string): StoredResource[] {
+    const table = this.tables.get(typeUrl);
+    const names = table?.byGroup.get(group);
+    if (!table || !names) return [];
+    const out: StoredResource[] = [];
+    for (const n of names) {
+      const r = table.byName.get(n);
+      if (r) out.push(r);
+    }
+    return out;
+  }
+
+  /** Groups a resource is a member of (empty if it does not exist). */
+  groupsOf(typeUrl: string, name: string): readonly string[] {
+    return this.get(typeUrl, name)?.groups ?? [];
   }
 
   /** Resolves a subscription key: a canonical name first, else an alias. */
@@ -131,12 +173,15 @@ export class ResourceStore {
   }
 
   /** Replaces the whole content of a type: sets the given resources, deletes the others. */
-  replaceAll(typeUrl: string, resources: Iterable<{ name: string; body: Uint8Array; aliases?: readonly string[] }>): void {
+  replaceAll(
+    typeUrl: string,
+    resources: Iterable<{ name: string; body: Uint8Array; aliases?: readonly string[]; groups?: readonly string[] }>,
+  ): void {
     this.batch(() => {
       const keep = new Set<string>();
       for (const r of resources) {
         keep.add(r.name);
-        this.set(typeUrl, r.name, r.body, r.aliases ?? []);
+        this.set(typeUrl, r.name, r.body, r.aliases ?? [], r.groups ?? []);
       }
       for (const r of this.list(typeUrl)) if (!keep.has(r.name)) this.delete(typeUrl, r.name);
     });
@@ -163,17 +208,13 @@ export class ResourceStore {
 
   private table(typeUrl: string): TypeTable {
     let t = this.tables.get(typeUrl);
-    if (!t) this.tables.set(typeUrl, (t = { byName: new Map(), byAlias: new Map() }));
+    if (!t) this.tables.set(typeUrl, (t = { byName: new Map(), byAlias: new Map(), byGroup: new Map() }));
     return t;
   }
 
-  private unindexAliases(table: TypeTable, res: StoredResource): void {
-    for (const a of res.aliases) {
-      const set = table.byAlias.get(a);
-      if (!set) continue;
-      set.delete(res.name);
-      if (set.size === 0) table.byAlias.delete(a);
-    }
+  private unindex(table: TypeTable, res: StoredResource): void {
+    for (const a of res.aliases) indexRemove(table.byAlias, a, res.name);
+    for (const g of res.groups) indexRemove(table.byGroup, g, res.name);
   }
 
   private changed(typeUrl: string, name: string): void {

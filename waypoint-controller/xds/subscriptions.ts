@@ -13,6 +13,12 @@
 //   `initial_resource_versions` on (re)connect, so only resources whose version differs are sent and the
 //   ones that no longer exist are removed. Later changes reach a client if it is wildcard, subscribed to the
 //   name or one of its aliases, or holds the resource (e.g. received it through an alias).
+// - Groups (istiod's Lookup + AdditionalPodSubscriptions, pilot/pkg/xds/workload.go generateDeltasOndemand): a
+//   non-wildcard client that gets a resource with members (a service, whose members are its workloads) gets
+//   its members too and is subscribed to them by name, so it keeps receiving their updates and removal — also
+//   after a member leaves the group, as with istiod, which never drops those subscriptions. A resource that
+//   later becomes a member of a group the client watches (a pod joining a subscribed service) is sent and
+//   subscribed as well. Wildcard clients get everything anyway; nothing changes for them.
 
 import type { ResourceStore, StoredResource } from './store.js';
 
@@ -71,6 +77,11 @@ function wants(w: TypeWatch, name: string, res: StoredResource | undefined): boo
   return !!res && res.aliases.some((a) => w.subscribed.has(a));
 }
 
+/** Whether the client watches any group `res` is a member of (only meaningful for non-wildcard clients). */
+function watchesGroupOf(w: TypeWatch, store: ResourceStore, res: StoredResource): boolean {
+  return res.groups.some((g) => wants(w, g, store.get(w.typeUrl, g)));
+}
+
 /** Whether a resource is still covered by a subscription (used after unsubscribes). */
 function covered(w: TypeWatch, res: StoredResource | undefined, name: string): boolean {
   if (w.wildcard || w.subscribed.has(name)) return true;
@@ -87,6 +98,16 @@ class PlanBuilder {
     if (!always && this.w.held.get(res.name) === res.version) return;
     this.removed.delete(res.name);
     this.resources.set(res.name, res);
+  }
+
+  /** Sends res and, to a non-wildcard client, its group members, subscribing the client to them. */
+  sendWithMembers(store: ResourceStore, res: StoredResource, always = false): void {
+    this.send(res, always);
+    if (this.w.wildcard) return;
+    for (const m of store.membersOf(this.w.typeUrl, res.name)) {
+      this.w.subscribed.add(m.name);
+      this.send(m);
+    }
   }
 
   remove(name: string): void {
@@ -153,7 +174,8 @@ export function planRequest(w: TypeWatch, store: ResourceStore, req: Subscriptio
     if (found.length === 0) plan.remove(key);
     // An explicit (re)subscription is always answered, so an on-demand client waiting for it wakes up; except in
     // the first request, where the client declared what it holds (initial_resource_versions): only what changed.
-    else for (const res of found) plan.send(res, !first);
+    // A service also brings its workloads (see "Groups" above); those are sent only if the client lacks them.
+    else for (const res of found) plan.sendWithMembers(store, res, !first);
   }
   return plan.finish(first);
 }
@@ -164,9 +186,14 @@ export function planChange(w: TypeWatch, store: ResourceStore, names: Iterable<s
   const plan = new PlanBuilder(w);
   for (const name of names) {
     const res = store.get(w.typeUrl, name);
-    if (!wants(w, name, res)) continue;
-    if (res) plan.send(res);
-    else if (w.held.has(name)) plan.remove(name);
+    if (wants(w, name, res)) {
+      if (res) plan.sendWithMembers(store, res);
+      else if (w.held.has(name)) plan.remove(name);
+    } else if (res && watchesGroupOf(w, store, res)) {
+      // Joined a group the client watches (a new pod of a subscribed service): send it and subscribe to it.
+      w.subscribed.add(name);
+      plan.send(res);
+    }
   }
   return plan.finish(false);
 }
