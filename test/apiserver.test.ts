@@ -83,7 +83,7 @@ test('discovery serves the kinds; KubernetesObjectApi works for core and custom 
   const s = await server();
   const kc = s.kubeConfig();
   const res = await fetch(`${s.url}/apis`).then((r) => r.json()) as { groups: Array<{ name: string }> };
-  t.deepEqual(res.groups.map((g) => g.name).sort(), ['apps', 'discovery.k8s.io', 'gateway.networking.k8s.io', 'security.istio.io']);
+  t.deepEqual(res.groups.map((g) => g.name).sort(), ['apps', 'authentication.k8s.io', 'discovery.k8s.io', 'gateway.networking.k8s.io', 'security.istio.io']);
   const v1 = await fetch(`${s.url}/api/v1`).then((r) => r.json()) as { resources: Array<{ name: string; namespaced: boolean }> };
   t.is(v1.resources.find((r) => r.name === 'nodes')?.namespaced, false);
   t.is(v1.resources.find((r) => r.name === 'pods')?.namespaced, true);

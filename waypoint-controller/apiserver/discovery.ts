@@ -2,6 +2,38 @@
 import type { ResourceRegistry } from './resources.js';
 import type { ResourceType } from './types.js';
 
+/** A served endpoint that is not a stored kind (e.g. tokenreviews, serviceaccounts/token). */
+export interface ExtraResource {
+  group: string;
+  version: string;
+  /** Listed right after this plural of the same group/version (subresources), else at the end. */
+  after?: string;
+  resource: Record<string, unknown>;
+}
+
+/** Discovery entries of the token endpoints (tokens.ts). */
+export const TOKEN_RESOURCES: readonly ExtraResource[] = [
+  {
+    group: '', version: 'v1', after: 'serviceaccounts',
+    resource: { name: 'serviceaccounts/token', singularName: '', namespaced: true, group: 'authentication.k8s.io', version: 'v1', kind: 'TokenRequest', verbs: ['create'] },
+  },
+  {
+    group: 'authentication.k8s.io', version: 'v1',
+    resource: { name: 'tokenreviews', singularName: 'tokenreview', namespaced: false, kind: 'TokenReview', verbs: ['create'] },
+  },
+];
+
+/** Groups (with versions) served by the registry or by extra endpoints, '' = core, in order. */
+function allGroups(registry: ResourceRegistry, extras: readonly ExtraResource[]): Map<string, string[]> {
+  const out = registry.groups();
+  for (const x of extras) {
+    const vs = out.get(x.group) ?? [];
+    if (!vs.includes(x.version)) vs.push(x.version);
+    out.set(x.group, vs);
+  }
+  return out;
+}
+
 const VERBS = ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'];
 
 function resourceEntries(rt: ResourceType): object[] {
@@ -18,13 +50,17 @@ export function apiVersions(serverAddress: string): object {
   return { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress }] };
 }
 
-export function resourceList(registry: ResourceRegistry, group: string, version: string): object | undefined {
+export function resourceList(registry: ResourceRegistry, group: string, version: string, extras: readonly ExtraResource[] = []): object | undefined {
   const types = registry.inGroupVersion(group, version);
-  if (types.length === 0) return undefined;
-  return {
-    kind: 'APIResourceList', apiVersion: 'v1', groupVersion: group ? `${group}/${version}` : version,
-    resources: types.flatMap(resourceEntries),
-  };
+  const mine = extras.filter((x) => x.group === group && x.version === version);
+  if (types.length === 0 && mine.length === 0) return undefined;
+  const resources: object[] = [];
+  for (const rt of types) {
+    resources.push(...resourceEntries(rt));
+    resources.push(...mine.filter((x) => x.after === rt.plural).map((x) => x.resource));
+  }
+  resources.push(...mine.filter((x) => !types.some((rt) => rt.plural === x.after)).map((x) => x.resource));
+  return { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: group ? `${group}/${version}` : version, resources };
 }
 
 function groupDoc(group: string, versions: string[]): object {
@@ -32,13 +68,13 @@ function groupDoc(group: string, versions: string[]): object {
   return { kind: 'APIGroup', apiVersion: 'v1', name: group, versions: gvs, preferredVersion: gvs[0] };
 }
 
-export function apiGroupList(registry: ResourceRegistry): object {
-  const groups = [...registry.groups()].filter(([g]) => g !== '').map(([g, vs]) => groupDoc(g, vs));
+export function apiGroupList(registry: ResourceRegistry, extras: readonly ExtraResource[] = []): object {
+  const groups = [...allGroups(registry, extras)].filter(([g]) => g !== '').map(([g, vs]) => groupDoc(g, vs));
   return { kind: 'APIGroupList', apiVersion: 'v1', groups };
 }
 
-export function apiGroup(registry: ResourceRegistry, group: string): object | undefined {
-  const vs = registry.groups().get(group);
+export function apiGroup(registry: ResourceRegistry, group: string, extras: readonly ExtraResource[] = []): object | undefined {
+  const vs = allGroups(registry, extras).get(group);
   return group && vs ? groupDoc(group, vs) : undefined;
 }
 

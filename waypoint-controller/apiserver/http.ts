@@ -1,7 +1,7 @@
 // HTTP routing for the Kubernetes REST API: path parsing, verbs, query parameters, bodies, Status errors.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parse as parseYaml } from 'yaml';
-import { apiGroup, apiGroupList, apiVersions, resourceList, versionInfo } from './discovery.js';
+import { apiGroup, apiGroupList, apiVersions, resourceList, TOKEN_RESOURCES, versionInfo, type ExtraResource } from './discovery.js';
 import { ApiError, badRequest, gone, methodNotAllowed, pathNotFound, unauthorized } from './errors.js';
 import type { Operations, Subresource, WriteOptions } from './operations.js';
 import type { ResourceRegistry } from './resources.js';
@@ -10,12 +10,16 @@ import type { Store } from './store.js';
 import type { KubeObject, ResourceType } from './types.js';
 import { apiVersionOf } from './types.js';
 import { serveWatch, type WatchHandle } from './watch.js';
+import { jwks, JWT_ALG } from './jwt.js';
+import { AUTHN_GROUP, type TokenService } from './tokens.js';
 
 export interface HttpOptions {
   token?: string;
   bookmarkIntervalMs: number;
   maxBodyBytes?: number;
   serverAddress: () => string;
+  /** Serve TokenRequest, TokenReview and the issuer's OIDC discovery/JWKS with this. */
+  tokens?: TokenService;
   log?: (msg: string) => void;
 }
 
@@ -105,7 +109,11 @@ function resourceVersionParam(q: URLSearchParams): string | undefined {
 export class ApiHandler {
   readonly watches = new Set<WatchHandle>();
 
-  constructor(private readonly ops: Operations, private readonly store: Store, private readonly registry: ResourceRegistry, private readonly opts: HttpOptions) {}
+  private readonly extras: readonly ExtraResource[];
+
+  constructor(private readonly ops: Operations, private readonly store: Store, private readonly registry: ResourceRegistry, private readonly opts: HttpOptions) {
+    this.extras = opts.tokens ? TOKEN_RESOURCES : [];
+  }
 
   handle = (req: IncomingMessage, res: ServerResponse): void => {
     this.dispatch(req, res).catch((e: unknown) => {
@@ -133,6 +141,7 @@ export class ApiHandler {
       sendJson(res, 200, discovery);
       return;
     }
+    if (this.opts.tokens && await this.tokenEndpoint(this.opts.tokens, path, method, req, res)) return;
     const route = parseResourcePath(this.registry, path);
     if (!route) throw pathNotFound(url.pathname);
     await this.resource(route, method, url.searchParams, req, res);
@@ -141,12 +150,32 @@ export class ApiHandler {
   private discovery(path: string): object | undefined {
     if (path === '/version') return versionInfo();
     if (path === '/api') return apiVersions(this.opts.serverAddress());
-    if (path === '/apis') return apiGroupList(this.registry);
+    if (path === '/apis') return apiGroupList(this.registry, this.extras);
     const segs = path.split('/').filter(Boolean);
-    if (segs[0] === 'api' && segs.length === 2) return resourceList(this.registry, '', segs[1]!) ?? (() => { throw pathNotFound(path); })();
-    if (segs[0] === 'apis' && segs.length === 2) return apiGroup(this.registry, segs[1]!) ?? (() => { throw pathNotFound(path); })();
-    if (segs[0] === 'apis' && segs.length === 3) return resourceList(this.registry, segs[1]!, segs[2]!) ?? (() => { throw pathNotFound(path); })();
+    if (segs[0] === 'api' && segs.length === 2) return resourceList(this.registry, '', segs[1]!, this.extras) ?? (() => { throw pathNotFound(path); })();
+    if (segs[0] === 'apis' && segs.length === 2) return apiGroup(this.registry, segs[1]!, this.extras) ?? (() => { throw pathNotFound(path); })();
+    if (segs[0] === 'apis' && segs.length === 3) return resourceList(this.registry, segs[1]!, segs[2]!, this.extras) ?? (() => { throw pathNotFound(path); })();
+    const tokens = this.opts.tokens;
+    if (tokens && path === '/.well-known/openid-configuration') {
+      return {
+        issuer: tokens.issuer, jwks_uri: `http://${this.opts.serverAddress()}/openid/v1/jwks`,
+        response_types_supported: ['id_token'], subject_types_supported: ['public'], id_token_signing_alg_values_supported: [JWT_ALG],
+      };
+    }
+    if (tokens && path === '/openid/v1/jwks') return jwks(tokens.opts.key);
     return undefined;
+  }
+
+  /** serviceaccounts/{name}/token and tokenreviews; false when `path` is neither. */
+  private async tokenEndpoint(tokens: TokenService, path: string, method: string, req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    const segs = path.split('/').filter(Boolean).map(decodeURIComponent);
+    const isTokenRequest = segs.length === 7 && segs[0] === 'api' && segs[1] === 'v1' && segs[2] === 'namespaces' && segs[4] === 'serviceaccounts' && segs[6] === 'token';
+    const isTokenReview = segs.length === 4 && segs[0] === 'apis' && segs[1] === AUTHN_GROUP && segs[2] === 'v1' && segs[3] === 'tokenreviews';
+    if (!isTokenRequest && !isTokenReview) return false;
+    if (method !== 'POST') throw methodNotAllowed('the server does not allow this method on the requested resource');
+    const body = parseBody(await readBody(req, this.opts.maxBodyBytes ?? 3 * 1024 * 1024), req.headers['content-type']);
+    sendJson(res, 201, isTokenRequest ? tokens.tokenRequest(segs[3]!, segs[5]!, body) : tokens.tokenReview(body));
+    return true;
   }
 
   private async resource(route: Route, method: string, q: URLSearchParams, req: IncomingMessage, res: ServerResponse): Promise<void> {
