@@ -1,0 +1,127 @@
+// Signs workload CSRs: ECDSA P-256 leaf, empty subject, one critical SPIFFE URI SAN, chain leaf-first ending in the root.
+import { randomBytes } from 'node:crypto';
+import { parseIdentity } from '../../ztunnel/identity/spiffe.js';
+import { x509 } from '../../ztunnel/identity/x509.js';
+import type { CaMaterial } from './root.js';
+
+/** The request itself is unacceptable (maps to INVALID_ARGUMENT). */
+export class CsrError extends Error {
+  override name = 'CsrError';
+}
+
+export interface ParsedCsr {
+  csr: x509.Pkcs10CertificateRequest;
+  /** URI SANs found in the CSR's extension request (in order). */
+  uriSans: string[];
+}
+
+/** Parse a PEM PKCS#10 request, check its self-signature and that its key is ECDSA P-256. Throws CsrError. */
+export async function parseCsr(pem: string): Promise<ParsedCsr> {
+  if (!/-----BEGIN (NEW )?CERTIFICATE REQUEST-----/.test(pem ?? '')) throw new CsrError('csr is not a PEM "CERTIFICATE REQUEST"');
+  let csr: x509.Pkcs10CertificateRequest;
+  try {
+    csr = new x509.Pkcs10CertificateRequest(pem.replace(/NEW CERTIFICATE REQUEST/g, 'CERTIFICATE REQUEST'));
+  } catch (e) {
+    throw new CsrError(`csr does not parse: ${(e as Error).message}`);
+  }
+  const alg = csr.publicKey.algorithm as { name?: string; namedCurve?: string };
+  if (alg.name !== 'ECDSA' || alg.namedCurve !== 'P-256') {
+    throw new CsrError(`csr key must be ECDSA P-256, got ${alg.name ?? '?'}${alg.namedCurve ? ` ${alg.namedCurve}` : ''}`);
+  }
+  const valid = await csr.verify().catch(() => false);
+  if (!valid) throw new CsrError('csr signature does not verify');
+  const uriSans: string[] = [];
+  for (const ext of csr.extensions) {
+    if (ext instanceof x509.SubjectAlternativeNameExtension) {
+      for (const n of ext.names.items) if (n.type === 'url') uriSans.push(n.value);
+    }
+  }
+  return { csr, uriSans };
+}
+
+export interface IssuerOptions {
+  /** Longest lifetime handed out; longer requests are capped. Default 24 h. */
+  maxTtlSeconds?: number;
+  /** Lifetime when the request says 0 (or nothing). Default maxTtlSeconds. */
+  defaultTtlSeconds?: number;
+  /** notBefore is set this far in the past to absorb clock skew. Default 60 s. */
+  backdateSeconds?: number;
+  now?: () => number;
+}
+
+export interface IssuedCertificate {
+  /** PEM: leaf, intermediate(s), root. */
+  certChain: string[];
+  identity: string;
+  serial: string;
+  notBefore: Date;
+  notAfter: Date;
+}
+
+/** Effective lifetime in seconds of a request: requested (<= 0 means default) capped at the maximum. */
+export function effectiveTtlSeconds(requested: number | bigint | undefined, opts: IssuerOptions = {}): number {
+  const max = opts.maxTtlSeconds ?? 86_400;
+  const def = Math.min(opts.defaultTtlSeconds ?? max, max);
+  const r = Number(requested ?? 0);
+  return !Number.isFinite(r) || r <= 0 ? def : Math.min(r, max);
+}
+
+export class CertIssuer {
+  constructor(
+    readonly ca: CaMaterial,
+    private readonly opts: IssuerOptions = {},
+  ) {}
+
+  get rootPem(): string {
+    return this.ca.rootPem;
+  }
+
+  get maxTtlSeconds(): number {
+    return this.opts.maxTtlSeconds ?? 86_400;
+  }
+
+  /**
+   * Issue a leaf for `identity` (spiffe://<td>/ns/<ns>/sa/<sa>) over the CSR's key. The CSR's URI SANs must be
+   * exactly that identity. The leaf never outlives the signing certificate.
+   */
+  async issue(csrIn: string | ParsedCsr, identity: string, requestedTtlSeconds?: number | bigint): Promise<IssuedCertificate> {
+    try {
+      parseIdentity(identity);
+    } catch (e) {
+      throw new CsrError((e as Error).message);
+    }
+    const { csr, uriSans } = typeof csrIn === 'string' ? await parseCsr(csrIn) : csrIn;
+    if (uriSans.length !== 1 || uriSans[0] !== identity) {
+      throw new CsrError(`csr URI SANs ${JSON.stringify(uriSans)} do not equal the identity being issued ${identity}`);
+    }
+    const now = (this.opts.now ?? Date.now)();
+    const ttl = effectiveTtlSeconds(requestedTtlSeconds, this.opts);
+    const notBefore = new Date(now - (this.opts.backdateSeconds ?? 60) * 1000);
+    const notAfter = new Date(Math.min(now + ttl * 1000, this.ca.signingCert.notAfter.getTime()));
+    const leaf = await x509.X509CertificateGenerator.create({
+      serialNumber: randomBytes(16).toString('hex').replace(/^[89a-f]/, '1'),
+      subject: '',
+      issuer: this.ca.signingCert.subjectName,
+      notBefore,
+      notAfter,
+      publicKey: csr.publicKey,
+      signingKey: this.ca.signingKey as never,
+      signingAlgorithm: this.ca.signingAlgorithm,
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
+        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+        // Empty subject, so the SAN is critical (RFC 5280 4.2.1.6).
+        new x509.SubjectAlternativeNameExtension([{ type: 'url', value: identity }], true),
+        await x509.AuthorityKeyIdentifierExtension.create(this.ca.signingCert, false),
+      ],
+    });
+    return {
+      certChain: [leaf.toString('pem').trim() + '\n', ...this.ca.chainPem],
+      identity,
+      serial: leaf.serialNumber,
+      notBefore: leaf.notBefore,
+      notAfter: leaf.notAfter,
+    };
+  }
+}
