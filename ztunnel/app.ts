@@ -3,8 +3,10 @@
 import { pino, type Logger } from 'pino';
 import { AdminServers } from './admin/servers.js';
 import type { Config } from './config/env.js';
+import { CaClient } from './identity/ca-client.js';
 import { LocalCa } from './identity/local-ca.js';
 import { CertificateManager } from './identity/manager.js';
+import type { CertificateProvider } from './identity/provider.js';
 import { formatIdentity } from './identity/spiffe.js';
 import { InpodManager } from './inpod/manager.js';
 import { ZdsClient } from './inpod/zds-client.js';
@@ -23,6 +25,7 @@ export class Ztunnel {
   readonly log: Logger;
   private readonly accessLog: Logger;
   private certs?: CertificateManager;
+  private ca?: CertificateProvider;
   private source?: LocalFileSource;
   private xds?: XdsClient;
   private admin?: AdminServers;
@@ -52,7 +55,8 @@ export class Ztunnel {
     const cfg = this.cfg;
     if (!cfg.localXdsPath && !cfg.xdsAddress) throw new Error('no configuration source: set XDS_ADDRESS (host:port of the control plane) or LOCAL_XDS_PATH (a local YAML file)');
     if (cfg.localXdsPath && cfg.xdsAddress) throw new Error('XDS_ADDRESS and LOCAL_XDS_PATH are both set: choose one configuration source');
-    if (!cfg.localCaCert || !cfg.localCaKey) throw new Error('LOCAL_CA_CERT and LOCAL_CA_KEY are required: the remote CA client is not implemented yet');
+    // Fail on CA configuration before anything starts.
+    const ca = await this.certificateProvider();
 
     if (cfg.localXdsPath) {
       this.source = new LocalFileSource(cfg.localXdsPath, { trustDomain: cfg.trustDomain, clusterId: cfg.clusterId }, this.state, this.log);
@@ -72,7 +76,7 @@ export class Ztunnel {
       if (cfg.xdsOnDemand) this.state.resolver = this.xds;
       this.xds.start();
     }
-    const ca = await LocalCa.open(cfg.localCaCert, cfg.localCaKey, cfg.trustDomain);
+    this.ca = ca;
     this.certs = new CertificateManager(ca, cfg.certTtlSeconds, this.log);
     const shared: Shared = { cfg, state: this.state, certs: this.certs, metrics: this.metrics, log: this.log, accessLog: this.accessLog };
 
@@ -106,6 +110,33 @@ export class Ztunnel {
     this.started = true;
   }
 
+  /** LOCAL_CA_CERT + LOCAL_CA_KEY: the local CA; else CA_ADDRESS (default the xDS address): the remote CA; else an error. */
+  private async certificateProvider(): Promise<CertificateProvider> {
+    const cfg = this.cfg;
+    if (cfg.localCaCert || cfg.localCaKey) {
+      if (!cfg.localCaCert || !cfg.localCaKey) throw new Error('LOCAL_CA_CERT and LOCAL_CA_KEY must be set together (local CA), or neither (remote CA at CA_ADDRESS)');
+      this.log.info({ cert: cfg.localCaCert }, 'certificates from the local CA');
+      return LocalCa.open(cfg.localCaCert, cfg.localCaKey, cfg.trustDomain);
+    }
+    if (!cfg.caAddress)
+      throw new Error('no certificate authority: set CA_ADDRESS (or XDS_ADDRESS) for the remote CA, or LOCAL_CA_CERT and LOCAL_CA_KEY for the local CA');
+    const tokenPath = cfg.caAuthTokenPath ?? defaultTokenPath();
+    const client = new CaClient(
+      {
+        address: cfg.caAddress,
+        plaintext: cfg.caPlaintext,
+        rootCertPath: cfg.caRootCertPath,
+        serverName: cfg.caServerName,
+        tokenPath,
+        clusterId: cfg.clusterId,
+        headers: cfg.caHeaders,
+      },
+      this.log.child({ scope: 'ca' }),
+    );
+    this.log.info({ address: cfg.caAddress, plaintext: cfg.caPlaintext, root: cfg.caRootCertPath, serverName: cfg.caServerName, tokenPath }, 'certificates from the remote CA');
+    return client;
+  }
+
   configDump(): unknown {
     const portMaps = (m: ReadonlyMap<string, ReadonlyMap<number, number>>) => Object.fromEntries([...m].map(([k, v]) => [k, Object.fromEntries(v)]));
     return {
@@ -121,7 +152,7 @@ export class Ztunnel {
       policies: [...this.state.policies.all()],
       certificates: this.certs?.dump() ?? [],
       ...(this.inpod ? { pods: this.inpod.dump() } : {}),
-      config: { xdsAddress: this.cfg.xdsAddress, xdsOnDemand: this.cfg.xdsOnDemand, proxyMode: this.cfg.proxyMode, nodeName: this.cfg.nodeName, trustDomain: this.cfg.trustDomain, clusterId: this.cfg.clusterId, network: this.cfg.network },
+      config: { xdsAddress: this.cfg.xdsAddress, caAddress: this.cfg.localCaCert ? undefined : this.cfg.caAddress, xdsOnDemand: this.cfg.xdsOnDemand, proxyMode: this.cfg.proxyMode, nodeName: this.cfg.nodeName, trustDomain: this.cfg.trustDomain, clusterId: this.cfg.clusterId, network: this.cfg.network },
     };
   }
 
@@ -136,6 +167,7 @@ export class Ztunnel {
       this.source?.close();
       this.xds?.close();
       this.certs?.close();
+      this.ca?.close?.();
       this.admin?.close();
       this.log.info('ztunnel stopped');
       this.markStopped();

@@ -15,16 +15,24 @@ Configured by environment variables (Istio ztunnel names):
   XDS_ADDRESS           control plane host:port (plaintext delta ADS, workload xDS); or:
   LOCAL_XDS_PATH        YAML file with workloads, services, policies (re-read on change). One of the two is required.
   XDS_ON_DEMAND=true    fetch addresses on a lookup miss (<network>/<ip>) instead of subscribing to all
-  XDS_AUTH_TOKEN        file with a bearer token for the control plane (default ./var/run/secrets/tokens/istio-token if present)
+  XDS_AUTH_TOKEN        file with a bearer token for xDS (default AUTH_TOKEN, else ./var/run/secrets/tokens/istio-token if present)
   INSTANCE_IP, POD_NAME, POD_NAMESPACE   this ztunnel's identity in the xDS node id and metadata
+Certificates: the local CA when LOCAL_CA_CERT and LOCAL_CA_KEY are both set, else the remote CA (Istio's CreateCertificate):
   LOCAL_CA_CERT         root certificate PEM (created with LOCAL_CA_KEY when both are absent)
   LOCAL_CA_KEY          root key PEM (PKCS#8, ECDSA P-256)
+  CA_ADDRESS            remote CA host:port over TLS (default the host:port of XDS_ADDRESS); http://host:port = plaintext (tests only)
+  CA_ROOT_CA            PEM root(s) verifying the CA's TLS certificate and every issued chain
+                        (default XDS_ROOT_CA, else ./var/run/secrets/istio/root-cert.pem)
+  ALT_CA_HOSTNAME       DNS name to verify in the CA's certificate instead of the CA_ADDRESS host (e.g. istiod.istio-system.svc)
+  AUTH_TOKEN            file with the bearer token for the CA, re-read on each request
+                        (default XDS_AUTH_TOKEN, else ./var/run/secrets/tokens/istio-token if present)
+  CA_HEADER_<NAME>      extra header <name> on CA requests
   TRUST_DOMAIN          default cluster.local
   CLUSTER_ID            default Kubernetes (also sent as the xDS clusterid header)
   NODE_NAME, NETWORK    this node's name and network
   UNSTABLE_ENABLE_SOCKS5=true   SOCKS5 on 127.0.0.1:15080
   TERMINATION_GRACE_PERIOD_SECONDS / CONNECTION_TERMINATION_DEADLINE   drain deadline
-  WORKLOAD_CERT_TTL_SECONDS     leaf lifetime (default 86400), refreshed at half
+  WORKLOAD_CERT_TTL_SECONDS     requested leaf lifetime (default 86400), refreshed at half; backoff 0.5 s to 150 s on failure
   LOG_LEVEL             trace|debug|info|warn|error (default info)
 Ports: 15001 outbound, 15006 inbound plaintext, 15008 HBONE, 15020 metrics, 15021 readiness, 127.0.0.1:15000 admin.
 `;

@@ -29,9 +29,22 @@ export interface Config {
   trustDomain: string;
   clusterId: string;
   network: string;
+  /** Local mode: a CA inside ztunnel (both files set). Takes precedence over the remote CA. */
   localCaCert?: string;
   localCaKey?: string;
-  /** Leaf lifetime for the local CA; refreshed at half of it. */
+  /** Remote CA (Istio's CreateCertificate), `host:port`; CA_ADDRESS, default the host:port of XDS_ADDRESS. */
+  caAddress?: string;
+  /** Plaintext to the CA: only when CA_ADDRESS is explicitly `http://host:port` (tests, debugging). */
+  caPlaintext: boolean;
+  /** PEM root(s) for the CA's TLS certificate and the issued chains (CA_ROOT_CA, else XDS_ROOT_CA, else Istio's default path). */
+  caRootCertPath: string;
+  /** Name expected in the CA's serving certificate instead of the host of caAddress (ALT_CA_HOSTNAME). */
+  caServerName?: string;
+  /** Bearer token file for the CA (AUTH_TOKEN, else XDS_AUTH_TOKEN; Istio's default path when present). */
+  caAuthTokenPath?: string;
+  /** Extra CA request headers from CA_HEADER_<name>=<value>. */
+  caHeaders: Record<string, string>;
+  /** Leaf lifetime requested from the CA; refreshed at half of it. */
   certTtlSeconds: number;
   enableSocks5: boolean;
   /** Shared mode: connect to the app from the client's IP (IP_TRANSPARENT and the in-pod routing rules). */
@@ -86,6 +99,30 @@ function xdsAddress(env: Env): string | undefined {
   return hostPort;
 }
 
+/** Istio's default root certificate location (CA_ROOT_CA / XDS_ROOT_CA). */
+export const DEFAULT_ROOT_CERT_PATH = './var/run/secrets/istio/root-cert.pem';
+
+/**
+ * CA_ADDRESS: `host:port` or `https://host:port` (TLS), or `http://host:port` (plaintext, explicit opt-in).
+ * Unset: the host:port of XDS_ADDRESS, always over TLS (as Istio, where both default to istiod's 15012).
+ */
+function caAddress(env: Env): { address?: string; plaintext: boolean } {
+  const explicit = env.CA_ADDRESS;
+  const raw = explicit || env.XDS_ADDRESS;
+  if (!raw) return { plaintext: false };
+  const name = explicit ? 'CA_ADDRESS' : 'XDS_ADDRESS (the default CA address)';
+  const plaintext = !!explicit && /^http:\/\//i.test(raw);
+  const hostPort = raw.replace(/^https?:\/\//i, '').replace(/\/$/, '');
+  if (!/^(\[[0-9a-fA-F:.]+\]|[^:/\s]+):\d{1,5}$/.test(hostPort)) throw new ConfigError(`${name} must be host:port (optionally https:// or, for plaintext, http://), got ${JSON.stringify(raw)}`);
+  return { address: hostPort, plaintext };
+}
+
+function prefixed(env: Env, prefix: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) if (k.startsWith(prefix) && k.length > prefix.length && v !== undefined) out[k.slice(prefix.length)] = v;
+  return out;
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const mode = env.PROXY_MODE ?? 'shared';
   if (mode !== 'dedicated' && mode !== 'shared') throw new ConfigError(`PROXY_MODE must be one of dedicated, shared (got ${JSON.stringify(mode)})`);
@@ -97,13 +134,14 @@ export function loadConfig(env: Env = process.env): Config {
       throw new ConfigError(`PROXY_MODE=dedicated requires PROXY_WORKLOAD_INFO=<namespace>/<name>/<service-account> (got ${JSON.stringify(raw ?? '')})`);
     proxyWorkloadInfo = { namespace: parts[0]!, name: parts[1]!, serviceAccount: parts[2]! };
   }
+  const ca = caAddress(env);
   return {
     proxyMode: mode,
     proxyWorkloadInfo,
     localXdsPath: env.LOCAL_XDS_PATH || undefined,
     xdsAddress: xdsAddress(env),
     xdsOnDemand: bool(env, 'XDS_ON_DEMAND', false),
-    xdsAuthTokenPath: env.XDS_AUTH_TOKEN || undefined,
+    xdsAuthTokenPath: env.XDS_AUTH_TOKEN || env.AUTH_TOKEN || undefined,
     instanceIp: env.INSTANCE_IP || '1.1.1.1',
     podName: env.POD_NAME ?? '',
     podNamespace: env.POD_NAMESPACE ?? '',
@@ -114,6 +152,12 @@ export function loadConfig(env: Env = process.env): Config {
     network: env.NETWORK ?? '',
     localCaCert: env.LOCAL_CA_CERT || undefined,
     localCaKey: env.LOCAL_CA_KEY || undefined,
+    caAddress: ca.address,
+    caPlaintext: ca.plaintext,
+    caRootCertPath: env.CA_ROOT_CA || env.XDS_ROOT_CA || DEFAULT_ROOT_CERT_PATH,
+    caServerName: env.ALT_CA_HOSTNAME || undefined,
+    caAuthTokenPath: env.AUTH_TOKEN || env.XDS_AUTH_TOKEN || undefined,
+    caHeaders: prefixed(env, 'CA_HEADER_'),
     certTtlSeconds: int(env, 'WORKLOAD_CERT_TTL_SECONDS', 24 * 3600),
     enableSocks5: bool(env, 'UNSTABLE_ENABLE_SOCKS5', false),
     enableOrigSrc: bool(env, 'ENABLE_ORIG_SRC', true),

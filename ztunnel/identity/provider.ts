@@ -8,9 +8,11 @@ export interface IssuedCertificate {
 }
 
 /**
- * Where workload certificates come from. The local CA implements it now; the
- * remote CA client (Istio's CreateCertificate) will implement the same.
+ * Where workload certificates come from: the local CA (LOCAL_CA_*) or the remote
+ * CA client (Istio's CreateCertificate, ca-client.ts).
  */
 export interface CertificateProvider {
   issue(identity: Identity, ttlSeconds: number): Promise<IssuedCertificate>;
+  /** Release connections (the remote CA client's channel). */
+  close?(): void;
 }
