@@ -562,3 +562,39 @@ test('store: groups are indexed both ways and a change of groups alone is notifi
   t.deepEqual(store.membersOf(ADDRESS_TYPE_URL, 's1'), []);
   t.deepEqual(changes, [['w1'], ['w2'], ['w1'], ['w2']]);
 });
+
+test('an authenticate hook decides per stream: refused streams end UNAUTHENTICATED, accepted ones are served', async (t) => {
+  const store = new ResourceStore();
+  const seen: { token: string; secure: boolean }[] = [];
+  const server = new XdsServer({
+    store, debounceMs: 20, maxDelayMs: 200, log,
+    authenticate: async ({ metadata, secure }) => {
+      const token = String(metadata.get('authorization')[0] ?? '');
+      seen.push({ token, secure });
+      return token === 'Bearer good' ? undefined : 'no valid token';
+    },
+  });
+  servers.push(server);
+  const port = await server.listen('127.0.0.1:0');
+  seed(store);
+  const call = (token?: string) => {
+    const client = new AdsClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    const md = new grpc.Metadata();
+    if (token) md.set('authorization', token);
+    const method = (client as unknown as Record<string, (md: grpc.Metadata) => grpc.ClientDuplexStream<Partial<DeltaDiscoveryRequest>, DeltaDiscoveryResponse>>).deltaAggregatedResources!;
+    const stream = method.call(client, md);
+    const outcome = new Promise<string>((resolve) => {
+      stream.on('data', (r: DeltaDiscoveryResponse) => resolve(`data ${r.resources.length}`));
+      stream.on('error', (e: grpc.ServiceError) => resolve(`error ${e.code} ${e.details}`));
+    });
+    stream.write({ typeUrl: ADDRESS_TYPE_URL });
+    return outcome.finally(() => {
+      stream.cancel();
+      client.close();
+    });
+  };
+  t.is(await call('Bearer bad'), `error ${grpc.status.UNAUTHENTICATED} no valid token`);
+  t.is(await call(), `error ${grpc.status.UNAUTHENTICATED} no valid token`);
+  t.is(await call('Bearer good'), 'data 3', 'the request sent before the decision is not lost');
+  t.deepEqual(seen.map((s) => s.secure), [false, false, false]);
+});

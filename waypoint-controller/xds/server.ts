@@ -29,6 +29,11 @@ export interface XdsServerOptions {
   log?: Logger;
   /** grpc-js server options (message sizes, keepalive...). */
   grpcOptions?: grpc.ServerOptions;
+  /**
+   * Decide whether a stream may be served (e.g. a bearer token checked through TokenReview on the TLS port).
+   * Resolves to undefined to accept, or to the reason for refusing it with UNAUTHENTICATED.
+   */
+  authenticate?: (caller: { metadata: grpc.Metadata; secure: boolean }) => Promise<string | undefined>;
 }
 
 export interface XdsDebugState {
@@ -51,6 +56,7 @@ export class XdsServer {
   private readonly debounceMs: number;
   private readonly maxDelayMs: number;
   private readonly server: grpc.Server;
+  private readonly authenticate: XdsServerOptions['authenticate'];
   private readonly connections = new Map<string, XdsConnection>();
   private readonly pending = new Map<string, Set<string>>();
   private firstPendingAt = 0;
@@ -69,6 +75,7 @@ export class XdsServer {
     this.metrics = new XdsMetrics(opts.registry);
     this.log = opts.log ?? pino({ name: 'xds-server', level: process.env.LOG_LEVEL ?? 'info' });
     this.server = new grpc.Server(opts.grpcOptions);
+    this.authenticate = opts.authenticate;
     this.server.addService(AggregatedDiscoveryServiceDefinition as unknown as grpc.ServiceDefinition, {
       deltaAggregatedResources: (call: DeltaStream) => this.onStream(call),
     });
@@ -155,7 +162,32 @@ export class XdsServer {
     this.timer = setTimeout(() => this.flush(), delay);
   }
 
+  /** Serve another gRPC service on the same ports (the CA shares 15012 with xDS, as in Istio). */
+  addService(definition: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation): void {
+    this.server.addService(definition, implementation);
+  }
+
   private onStream(call: DeltaStream): void {
+    const authenticate = this.authenticate;
+    if (!authenticate) return this.serve(call);
+    call.pause(); // requests wait (buffered) until the caller is known
+    const secure = call.getAuthContext().transportSecurityType === 'ssl';
+    authenticate({ metadata: call.metadata, secure }).then(
+      (refusal) => {
+        if (refusal === undefined) {
+          this.serve(call);
+          call.resume();
+          return;
+        }
+        this.log.warn({ peer: call.getPeer(), reason: refusal }, 'xDS client refused');
+        // grpc-js ends a server stream with the status of an emitted error.
+        call.emit('error', Object.assign(new Error(refusal), { code: grpc.status.UNAUTHENTICATED, details: refusal }));
+      },
+      (err: Error) => call.emit('error', Object.assign(err, { code: grpc.status.UNAVAILABLE, details: err.message })),
+    );
+  }
+
+  private serve(call: DeltaStream): void {
     if (this.closed) {
       call.destroy(new Error('server closing'));
       return;
