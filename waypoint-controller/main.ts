@@ -15,14 +15,16 @@ Usage: node dist/waypoint-controller/main.js [options]
   --seed DIR            embedded API server: load every YAML file in DIR at start
   --state-dir DIR       embedded API server: keep state across restarts (default: memory only)
   --api-address H:P     embedded API server listen address (default 127.0.0.1:0, printed at start)
-  --xds-address H:P     plaintext delta xDS (default 0.0.0.0:15010)
+  --tls-address H:P     delta xDS and the CA over TLS, callers authenticated by token (default 0.0.0.0:15012)
+  --xds-address H:P     also plaintext xDS without authentication, for debugging (Istio's 15010; default off)
   --monitoring-address H:P  /metrics, /debug/connections, /ready (default 0.0.0.0:15014)
   -h, --help
 
 Environment: CLUSTER_ID (default Kubernetes), TRUST_DOMAIN (cluster.local), NETWORK (""),
   ISTIO_ROOT_NAMESPACE / POD_NAMESPACE (root namespace for mesh-wide policies, default istio-system),
   DOMAIN_SUFFIX (cluster.local), LOG_LEVEL (info).
-Not built yet: xDS over TLS on 15012 and the CA (issue 5), waypoint provisioning.
+The CA keeps its root in the Secret ambit-ca in the controller's namespace (created on first start; a Secret
+cacerts there plugs in an intermediate). Not built yet: waypoint provisioning.
 `;
 
 const { values } = parseArgs({
@@ -31,7 +33,8 @@ const { values } = parseArgs({
     seed: { type: 'string' },
     'state-dir': { type: 'string' },
     'api-address': { type: 'string', default: '127.0.0.1:0' },
-    'xds-address': { type: 'string', default: '0.0.0.0:15010' },
+    'tls-address': { type: 'string', default: '0.0.0.0:15012' },
+    'xds-address': { type: 'string' },
     'monitoring-address': { type: 'string', default: '0.0.0.0:15014' },
     help: { type: 'boolean', short: 'h' },
   },
@@ -52,13 +55,18 @@ try {
     kubeConfig.loadFromFile(values.kubeconfig);
   } else {
     const [host, port] = values['api-address']!.split(':');
-    api = await startApiServer({ host, port: Number(port ?? 0), seedDir: values.seed, stateDir: values['state-dir'], log: (m) => log.debug(m) });
+    api = await startApiServer({
+      host, port: Number(port ?? 0), seedDir: values.seed, stateDir: values['state-dir'], log: (m) => log.debug(m),
+      defaultNamespaces: ['default', 'kube-system', 'kube-public', 'kube-node-lease', env.POD_NAMESPACE || 'istio-system'],
+    });
     kubeConfig = api.kubeConfig();
     log.info({ url: api.url }, 'embedded Kubernetes API server listening');
   }
   const controller = new Controller({
     kubeConfig,
-    xdsAddress: values['xds-address']!,
+    tlsAddress: values['tls-address'],
+    xdsAddress: values['xds-address'],
+    namespace: env.POD_NAMESPACE || 'istio-system',
     monitoringAddress: values['monitoring-address'],
     clusterId: env.CLUSTER_ID || 'Kubernetes',
     trustDomain: env.TRUST_DOMAIN || 'cluster.local',

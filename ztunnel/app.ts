@@ -1,5 +1,6 @@
 // Wires a ztunnel together: sources -> state -> proxies, plus telemetry and admin.
 // Dedicated mode serves the one workload in ztunnel's own netns; shared mode serves every pod the node agent hands over.
+import { readFileSync } from 'node:fs';
 import { pino, type Logger } from 'pino';
 import { AdminServers } from './admin/servers.js';
 import type { Config } from './config/env.js';
@@ -16,6 +17,7 @@ import { LocalFileSource } from './sources/local-file.js';
 import { ProxyState } from './state/index.js';
 import { Metrics } from './telemetry/metrics.js';
 import { XdsClient, defaultTokenPath } from './xds/client.js';
+import { tlsChannel } from './net/grpc-tls.js';
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 
@@ -62,9 +64,21 @@ export class Ztunnel {
       this.source = new LocalFileSource(cfg.localXdsPath, { trustDomain: cfg.trustDomain, clusterId: cfg.clusterId }, this.state, this.log);
       this.source.start();
     } else {
+      let tls: ReturnType<typeof tlsChannel> | undefined;
+      if (cfg.xdsTls) {
+        let roots: string;
+        try {
+          roots = readFileSync(cfg.xdsRootCertPath, 'utf8');
+        } catch (e) {
+          throw new Error(`XDS_ROOT_CA ${cfg.xdsRootCertPath}: cannot read the root certificate for xDS over TLS: ${(e as Error).message}`);
+        }
+        tls = tlsChannel([roots], cfg.xdsAddress!, cfg.xdsServerName);
+      }
       this.xds = new XdsClient(
         {
           address: cfg.xdsAddress!,
+          credentials: tls?.credentials,
+          channelOptions: tls?.options,
           node: { ip: cfg.instanceIp, podName: cfg.podName, podNamespace: cfg.podNamespace, nodeName: cfg.nodeName, clusterId: cfg.clusterId },
           tokenPath: cfg.xdsAuthTokenPath ?? defaultTokenPath(),
           onDemand: cfg.xdsOnDemand,

@@ -56,6 +56,8 @@ export interface ClusterOptions {
   startZtunnels?: boolean;
   /** Extra environment for every ztunnel. */
   env?: Record<string, string>;
+  /** Extra environment for one node's ztunnel (e.g. its own token file). */
+  envFor?: (node: string) => Record<string, string> | undefined;
   /** SNAT the node's own TCP to its enrolled pods to 169.254.7.127, as Istio does for kubelet probes. Default true. */
   probeSnat?: boolean;
   /** Options for the in-pod rules (DNS capture). */
@@ -244,6 +246,7 @@ export class Cluster {
       LOCAL_CA_KEY: this.caKey,
       NODE_NAME: n.name,
       ...this.opts.env,
+      ...this.opts.envFor?.(n.name),
     });
     this.ztunnels.set(node, z);
     await z.ready(this.opts.readyTimeoutMs ?? 20_000);

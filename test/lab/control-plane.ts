@@ -1,15 +1,21 @@
 // The control plane for lab clusters: the embedded API server and the controller, in this process, with relays so
-// that each node's ztunnel reaches the controller's xDS at 127.0.0.1:15010 inside its own netns.
+// that each node's ztunnel reaches the controller at 127.0.0.1:15010 (plaintext xDS) and 127.0.0.1:15012 (TLS xDS
+// and the CA) inside its own netns, as it would reach istiod.
 import { CoreV1Api, type KubernetesObject, type V1Container, type V1Pod } from '@kubernetes/client-node';
+import { writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { pino } from 'pino';
+import { join } from 'node:path';
+import { pino, type Logger } from 'pino';
 import { start as startApiServer, type ApiServer, type KubeObject } from '../../waypoint-controller/apiserver/index.js';
 import { Controller } from '../../waypoint-controller/controller/controller.js';
 import { listenIn } from './apps.js';
 import type { ClusterPod } from './cluster.js';
 import type { Netns } from './netns.js';
 
+/** Plaintext xDS from the lab's (shared) local CA: the setup of the tests that predate the controller's CA. */
 export const LAB_XDS_ENV = { LOCAL_XDS_PATH: '', XDS_ADDRESS: '127.0.0.1:15010' };
+
+const SERVING_NAME = 'istiod.istio-system.svc';
 
 export class LabControlPlane {
   api?: ApiServer;
@@ -17,28 +23,57 @@ export class LabControlPlane {
   core?: CoreV1Api;
   private readonly relays: net.Server[] = [];
 
-  /** Start the API server (seeded with `objects`) and the controller. */
-  async start(objects: KubernetesObject[] = []): Promise<void> {
-    this.api = await startApiServer({ port: 0, seedObjects: objects as KubeObject[] });
+  constructor(private readonly log: Logger = pino({ level: 'silent' })) {}
+
+  /** Start the API server (seeded with `objects`, plus istio-system and the ztunnel service account) and the controller. */
+  async start(objects: KubernetesObject[] = [], opts: { maxCertTtlSeconds?: number } = {}): Promise<void> {
+    const base = [
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'istio-system' } },
+      { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'ztunnel', namespace: 'istio-system' } },
+    ];
+    this.api = await startApiServer({ port: 0, seedObjects: [...base, ...objects] as KubeObject[] });
     this.core = this.api.kubeConfig().makeApiClient(CoreV1Api);
     this.controller = new Controller({
-      kubeConfig: this.api.kubeConfig(), xdsAddress: '127.0.0.1:0', monitoringAddress: '127.0.0.1:0', clusterId: 'Kubernetes',
-      trustDomain: 'cluster.local', network: '', domainSuffix: 'cluster.local', rootNamespace: 'istio-system', log: pino({ level: 'silent' }),
+      kubeConfig: this.api.kubeConfig(), xdsAddress: '127.0.0.1:0', tlsAddress: '127.0.0.1:0', monitoringAddress: '127.0.0.1:0',
+      clusterId: 'Kubernetes', trustDomain: 'cluster.local', network: '', domainSuffix: 'cluster.local', rootNamespace: 'istio-system',
+      servingDnsNames: [SERVING_NAME], maxCertTtlSeconds: opts.maxCertTtlSeconds, log: this.log,
     });
     await this.controller.start();
   }
 
-  /** Make 127.0.0.1:15010 inside `ns` lead to the controller's xDS port. */
+  /** Make 127.0.0.1:15010 and :15012 inside `ns` lead to the controller's plaintext and TLS ports. */
   async relay(ns: Netns): Promise<void> {
-    const port = this.controller!.xdsPort;
-    this.relays.push(
-      await listenIn(ns, '127.0.0.1', 15010, (s) => {
-        const up = net.connect(port, '127.0.0.1');
-        up.on('error', () => s.destroy());
-        s.on('error', () => up.destroy());
-        s.pipe(up).pipe(s);
-      }),
-    );
+    for (const [local, port] of [[15010, this.controller!.xdsPort], [15012, this.controller!.tlsPort]] as const) {
+      this.relays.push(
+        await listenIn(ns, '127.0.0.1', local, (s) => {
+          const up = net.connect(port, '127.0.0.1');
+          up.on('error', () => s.destroy());
+          s.on('error', () => up.destroy());
+          s.pipe(up).pipe(s);
+        }),
+      );
+    }
+  }
+
+  /**
+   * What a ztunnel DaemonSet pod gets: a pod object on its node, a bound service-account token (audience istio-ca)
+   * and the mesh root. Returns the environment for a ztunnel using TLS xDS and the controller's CA.
+   */
+  async ztunnelEnv(node: string, dir: string): Promise<Record<string, string>> {
+    const name = `ztunnel-${node}`;
+    await this.core!.createNamespacedPod({
+      namespace: 'istio-system',
+      body: { metadata: { name, labels: { app: 'ztunnel' } }, spec: { nodeName: node, serviceAccountName: 'ztunnel', containers: [{ name: 'istio-proxy', image: 'ambit' }] } },
+    });
+    const token = join(dir, `${name}.token`);
+    this.api!.writeToken(token, { namespace: 'istio-system', serviceAccount: 'ztunnel', audiences: ['istio-ca'], pod: name });
+    const root = join(dir, 'mesh-root.pem');
+    writeFileSync(root, this.controller!.rootPem);
+    return {
+      LOCAL_XDS_PATH: '', LOCAL_CA_CERT: '', LOCAL_CA_KEY: '',
+      XDS_ADDRESS: 'https://127.0.0.1:15012', ALT_XDS_HOSTNAME: SERVING_NAME, ALT_CA_HOSTNAME: SERVING_NAME,
+      XDS_ROOT_CA: root, CA_ROOT_CA: root, AUTH_TOKEN: token, POD_NAME: name, POD_NAMESPACE: 'istio-system',
+    };
   }
 
   /** What the kubelet would do: create the pod object for a lab pod, then report its IP and readiness. */

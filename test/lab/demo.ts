@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
 import { exchange, httpIn, httpServer, timedHttpCalls } from './apps.js';
 import { Cluster, type NodeSpec } from './cluster.js';
-import { LAB_XDS_ENV, LabControlPlane } from './control-plane.js';
+import { LabControlPlane } from './control-plane.js';
 import { counter } from './fixtures.js';
 import { eventually } from './ztunnel-proc.js';
 
@@ -38,7 +38,8 @@ for (const d of deployments) {
 }
 
 const cp = new LabControlPlane();
-const cluster = new Cluster({ nodes }, { env: LAB_XDS_ENV });
+const ztunnelEnv = new Map<string, Record<string, string>>();
+const cluster = new Cluster({ nodes }, { startZtunnels: false, envFor: (node) => ztunnelEnv.get(node) });
 const ECHO = 'echo.backend.svc.cluster.local';
 const step = (msg: string) => console.log(`\u2022 ${msg}`);
 let done = false;
@@ -55,19 +56,22 @@ process.on('SIGTERM', () => void teardown().then(() => process.exit(143)));
 const servers: http.Server[] = [];
 try {
   const t0 = Date.now();
-  step(`starting the control plane: embedded Kubernetes API server with ${objects.length} objects from demo-cluster.yaml, and the controller ...`);
+  step(`starting the control plane: embedded Kubernetes API server with ${objects.length} objects from demo-cluster.yaml, the controller and its CA ...`);
   await cp.start(objects);
   step('building 2 nodes and their pods (network namespaces, veths, routes, in-pod rules for ambient namespaces) ...');
-  step('starting a ztunnel per node: pods arrive over ZDS, workloads and policies over xDS ...');
-  const started = cluster.start();
-  for (const node of NODES) await cp.relay(await eventually(`netns of ${node}`, () => { try { return cluster.node(node).ns; } catch { return undefined; } }));
-  await started;
+  await cluster.start();
   step('running the pods: creating them in the API server and reporting their IPs and readiness ...');
   for (const p of cluster.allPods()) {
     const { labels, deployment: d } = podTemplates.get(p.name)!;
     const rs = `${d.metadata!.name}-lab`;
     await cp.runPod(p, labels, { ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: rs, uid: rs, controller: true }] }, d.spec?.template.spec?.containers);
     if (p.name !== 'client-1') servers.push(await httpServer(p.ns, '0.0.0.0', 8080, p.name));
+  }
+  step('starting a ztunnel per node with a bound token: pods arrive over ZDS, config over xDS (TLS), certificates from the controller\'s CA ...');
+  for (const node of NODES) {
+    await cp.relay(cluster.node(node).ns);
+    ztunnelEnv.set(node, await cp.ztunnelEnv(node, cluster.lab.dir));
+    await cluster.startZtunnel(node);
   }
   const vip = ((await cp.core!.readNamespacedService({ name: 'echo', namespace: 'backend' })) as V1Service).spec!.clusterIP!;
   await eventually('the ztunnels to learn every pod', async () => {
@@ -107,7 +111,11 @@ try {
     );
   }
   const debug = cp.controller!.xds.debugState();
-  console.log(`\nControl plane: ${debug.connections.length} ztunnels connected over delta xDS; resources ${JSON.stringify(debug.resources)}`);
+  console.log(`\nControl plane: ${debug.connections.length} ztunnels connected over delta xDS (TLS); resources ${JSON.stringify(debug.resources)}`);
+  for (const node of NODES) {
+    const d = JSON.parse((await httpIn(cluster.node(node).ns, 'GET', 15000, '/config_dump')).body) as { certificates: { identity: string; state: string; certChain: { serialNumber: string; expirationTime: string }[] }[] };
+    for (const c of d.certificates) console.log(`  ${node} ztunnel holds ${c.identity}: ${c.state}, serial ${c.certChain[0]?.serialNumber ?? '-'}, expires ${c.certChain[0]?.expirationTime ?? '-'}`);
+  }
 
   const logs = join(tmpdir(), `ambit-demo-${new Date().toISOString().replace(/[:.]/g, '-')}`);
   mkdirSync(logs, { recursive: true });

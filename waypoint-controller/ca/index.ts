@@ -3,3 +3,4 @@ export * from './root.js';
 export * from './issuer.js';
 export * from './authz.js';
 export * from './server.js';
+export * from './serving.js';

@@ -58,6 +58,8 @@ export interface CaServiceDeps {
   ztunnelServiceAccount?: ServiceAccountRef | string;
   /** Default ['istio-ca']. */
   audiences?: string[];
+  /** Whether a call came over TLS (when the server also has a plaintext port); all calls are accepted when absent. */
+  isSecure?: (call: object) => boolean;
   log?: Logger;
 }
 
@@ -172,7 +174,8 @@ const callerName = (c: Caller | undefined): string | undefined =>
   c ? `${c.namespace}/${c.serviceAccount}${c.podName ? ` (pod ${c.podName}${c.nodeName ? ` on ${c.nodeName}` : ''})` : ''}` : undefined;
 
 /** Register IstioCertificateService on `server`. */
-export function addCaService(server: grpc.Server, deps: CaServiceDeps): void {
+/** Add the CA to a gRPC server (a grpc.Server, or the xDS server that shares 15012 with it). TLS callers only. */
+export function addCaService(server: Pick<grpc.Server, 'addService'>, deps: CaServiceDeps): void {
   const log = deps.log ?? pino({ name: 'ca', level: process.env.LOG_LEVEL ?? 'info' });
   server.addService(IstioCertificateServiceDefinition as unknown as grpc.ServiceDefinition, {
     createCertificate: (
@@ -180,6 +183,10 @@ export function addCaService(server: grpc.Server, deps: CaServiceDeps): void {
       callback: grpc.sendUnaryData<IstioCertificateResponse>,
     ) => {
       let caller: Caller | undefined;
+      if (deps.isSecure && !deps.isSecure(call)) {
+        callback({ code: grpc.status.UNAUTHENTICATED, details: 'the CA is served over TLS only' });
+        return;
+      }
       createCertificate(deps, call.request, call.metadata, (c) => (caller = c)).then(
         (issued) => {
           log.info({ caller: callerName(caller), identity: issued.identity, serial: issued.serial, notAfter: issued.notAfter.toISOString() }, 'certificate issued');

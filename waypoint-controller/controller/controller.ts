@@ -1,9 +1,13 @@
-// The control plane core: Kubernetes (through informers) -> translation -> the xDS resource store -> ztunnels.
-import type { KubeConfig } from '@kubernetes/client-node';
+// The control plane core: Kubernetes (through informers) -> translation -> the xDS resource store -> ztunnels,
+// and the mesh CA. xDS and the CA share the TLS port (Istio's 15012); plaintext xDS (15010) is opt-in for debugging.
+import * as grpc from '@grpc/grpc-js';
+import { AuthenticationV1Api, CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import { addCaService, authenticate, CertIssuer, issueServingCertificate, kubeTokenReviewer, loadCa, type CaServiceDeps, type PodRef } from '../ca/index.js';
 import { ResourceStore, XdsServer } from '../xds/index.js';
+import { localPortOf } from '../xds/server.js';
 import { newCache } from './cache.js';
 import { Informers } from './informers.js';
 import { startMonitoring } from './monitoring.js';
@@ -11,10 +15,19 @@ import { Reconciler, type ControllerContext } from './reconciler.js';
 
 export interface ControllerOptions extends ControllerContext {
   kubeConfig: KubeConfig;
-  /** host:port for plaintext xDS (Istio's 15010). */
-  xdsAddress: string;
+  /** host:port for TLS xDS and the CA (Istio's 15012). */
+  tlsAddress?: string;
+  /** host:port for plaintext xDS without authentication (Istio's 15010), for debugging; none when absent. */
+  xdsAddress?: string;
   /** host:port for metrics and debug endpoints (Istio's 15014); none when absent. */
   monitoringAddress?: string;
+  /** Where the CA Secret lives. Default istio-system. */
+  namespace?: string;
+  /** Names in the controller's serving certificate. Default istiod.istio-system.svc. */
+  servingDnsNames?: string[];
+  servingIps?: string[];
+  /** Longest workload certificate the CA issues. Default 24 h. */
+  maxCertTtlSeconds?: number;
   log: Logger;
 }
 
@@ -23,28 +36,88 @@ export class Controller {
   readonly cache = newCache();
   readonly xds: XdsServer;
   private readonly informers: Informers;
+  private readonly caDeps: CaServiceDeps;
   private monitoring?: http.Server;
   private ready = false;
   xdsPort = 0;
+  tlsPort = 0;
   monitoringPort = 0;
+  rootPem = '';
 
   constructor(private readonly opts: ControllerOptions) {
     const reconciler = new Reconciler(this.cache, this.store, opts);
     this.informers = new Informers(opts.kubeConfig, this.cache, reconciler, opts.log);
-    this.xds = new XdsServer({ store: this.store, log: opts.log });
+    const podsOnNode = (node: string): PodRef[] =>
+      [...this.cache.pods.values()]
+        .filter((p) => p.spec?.nodeName === node)
+        .map((p) => ({ namespace: p.metadata?.namespace ?? '', serviceAccount: p.spec?.serviceAccountName || 'default' }));
+    const nodeOfPod = (namespace: string, name: string, uid: string | undefined) => {
+      const p = this.cache.pods.get(`${namespace}/${name}`);
+      return p && (!uid || p.metadata?.uid === uid) ? p.spec?.nodeName : undefined;
+    };
+    this.caDeps = {
+      issuer: undefined as unknown as CertIssuer, // set in start(), once the root is loaded
+      trustDomain: opts.trustDomain,
+      clusterId: opts.clusterId,
+      reviewToken: kubeTokenReviewer(opts.kubeConfig.makeApiClient(AuthenticationV1Api)),
+      podsOnNode,
+      nodeOfPod,
+      isSecure: (call) => localPortOf(call) === this.tlsPort,
+      log: opts.log.child({ component: 'ca' }),
+    };
+    this.xds = new XdsServer({
+      store: this.store,
+      log: opts.log,
+      // On the TLS port every xDS stream authenticates like a CA call (bearer token through TokenReview, cluster id).
+      authenticate: async ({ metadata, localPort }) => {
+        if (localPort !== this.tlsPort) return undefined; // the opt-in plaintext debugging port
+        try {
+          await authenticate(this.caDeps, metadata);
+          return undefined;
+        } catch (e) {
+          return (e as Error).message;
+        }
+      },
+    });
   }
 
   /** Sync from Kubernetes first, so the first ztunnel to connect gets a complete view. */
   async start(): Promise<void> {
+    const { opts } = this;
     await this.informers.start();
-    this.xdsPort = await this.xds.listen(this.opts.xdsAddress);
+    const core = opts.kubeConfig.makeApiClient(CoreV1Api);
+    const namespace = opts.namespace ?? 'istio-system';
+    // The CA's Secret lives in our namespace; on a fresh (embedded) API server that namespace may not exist yet.
+    if (!this.cache.namespaces.has(namespace)) await core.createNamespace({ body: { metadata: { name: namespace } } }).catch(() => {});
+    const ca = await loadCa(core, {
+      namespace,
+      trustDomain: opts.trustDomain,
+      log: (m) => opts.log.info(m),
+    });
+    this.rootPem = ca.rootPem;
+    this.caDeps.issuer = new CertIssuer(ca, { maxTtlSeconds: opts.maxCertTtlSeconds ?? 86_400 });
+    addCaService(this.xds, this.caDeps);
+    if (opts.tlsAddress) {
+      const serving = await issueServingCertificate(ca, {
+        dnsNames: opts.servingDnsNames ?? ['istiod.istio-system.svc'],
+        ipAddresses: opts.servingIps,
+        identity: `spiffe://${opts.trustDomain}/ns/${opts.namespace ?? 'istio-system'}/sa/waypoint-controller`,
+      });
+      const creds = grpc.ServerCredentials.createSsl(
+        Buffer.from(serving.rootPem),
+        [{ private_key: Buffer.from(serving.privateKeyPem), cert_chain: Buffer.from(serving.certChainPem) }],
+        false,
+      );
+      this.tlsPort = await this.xds.listen(opts.tlsAddress, creds);
+    }
+    if (opts.xdsAddress) this.xdsPort = await this.xds.listen(opts.xdsAddress);
     this.ready = true;
-    if (this.opts.monitoringAddress) {
-      const [host, port] = splitHostPort(this.opts.monitoringAddress);
+    if (opts.monitoringAddress) {
+      const [host, port] = splitHostPort(opts.monitoringAddress);
       this.monitoring = await startMonitoring({ registry: this.xds.registry, debugState: () => this.xds.debugState(), ready: () => this.ready }, host, port);
       this.monitoringPort = (this.monitoring.address() as AddressInfo).port;
     }
-    this.opts.log.info({ xds: this.opts.xdsAddress, port: this.xdsPort, resources: this.xds.debugState().resources }, 'controller ready');
+    opts.log.info({ tls: opts.tlsAddress, tlsPort: this.tlsPort, plaintext: opts.xdsAddress, root: ca.source, resources: this.xds.debugState().resources }, 'controller ready');
   }
 
   async stop(): Promise<void> {

@@ -33,7 +33,17 @@ export interface XdsServerOptions {
    * Decide whether a stream may be served (e.g. a bearer token checked through TokenReview on the TLS port).
    * Resolves to undefined to accept, or to the reason for refusing it with UNAUTHENTICATED.
    */
-  authenticate?: (caller: { metadata: grpc.Metadata; secure: boolean }) => Promise<string | undefined>;
+  authenticate?: (caller: { metadata: grpc.Metadata; localPort: number | undefined }) => Promise<string | undefined>;
+}
+
+/**
+ * The server port a call came in on. grpc-js reports TLS in getAuthContext() only for clients with a verified
+ * certificate (ztunnels authenticate with a token instead), so the port tells the TLS listener from the plaintext one.
+ * The connection info is not on the public call surface yet; it is on the call underneath.
+ */
+export function localPortOf(call: object): number | undefined {
+  const inner = (call as { call?: { getConnectionInfo?: () => { localPort?: number } } }).call;
+  return inner?.getConnectionInfo?.().localPort;
 }
 
 export interface XdsDebugState {
@@ -171,8 +181,7 @@ export class XdsServer {
     const authenticate = this.authenticate;
     if (!authenticate) return this.serve(call);
     call.pause(); // requests wait (buffered) until the caller is known
-    const secure = call.getAuthContext().transportSecurityType === 'ssl';
-    authenticate({ metadata: call.metadata, secure }).then(
+    authenticate({ metadata: call.metadata, localPort: localPortOf(call) }).then(
       (refusal) => {
         if (refusal === undefined) {
           this.serve(call);

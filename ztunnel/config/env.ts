@@ -15,6 +15,10 @@ export interface Config {
   localXdsPath?: string;
   /** Control plane for workload xDS (`host:port`, plaintext for now). */
   xdsAddress?: string;
+  /** xDS over TLS (XDS_ADDRESS with https://), verified with xdsRootCertPath and xdsServerName. */
+  xdsTls: boolean;
+  xdsRootCertPath: string;
+  xdsServerName?: string;
   /** Subscribe to addresses only when a lookup misses. */
   xdsOnDemand: boolean;
   /** File with a bearer token for the control plane. */
@@ -89,14 +93,13 @@ function terminationDeadlineMs(env: Env): number {
   return Math.max(secs > 10 ? secs - 5 : secs - 1, 1) * 1000;
 }
 
-/** `host:port`; an `http://` prefix is tolerated (plaintext), `https://` is refused until TLS exists. */
-function xdsAddress(env: Env): string | undefined {
+/** `https://host:port` (TLS, as Istio's default) or `host:port` / `http://host:port` (plaintext, for debugging). */
+function xdsAddress(env: Env): { address?: string; tls: boolean } {
   const raw = env.XDS_ADDRESS;
-  if (!raw) return undefined;
-  if (/^https:\/\//i.test(raw)) throw new ConfigError(`XDS_ADDRESS: TLS to the control plane is not implemented yet; use a plaintext host:port (got ${JSON.stringify(raw)})`);
-  const hostPort = raw.replace(/^http:\/\//i, '');
-  if (!/^(\[[0-9a-fA-F:.]+\]|[^:/\s]+):\d{1,5}$/.test(hostPort)) throw new ConfigError(`XDS_ADDRESS must be host:port, got ${JSON.stringify(raw)}`);
-  return hostPort;
+  if (!raw) return { tls: false };
+  const hostPort = raw.replace(/^https?:\/\//i, '').replace(/\/$/, '');
+  if (!/^(\[[0-9a-fA-F:.]+\]|[^:/\s]+):\d{1,5}$/.test(hostPort)) throw new ConfigError(`XDS_ADDRESS must be https://host:port or host:port, got ${JSON.stringify(raw)}`);
+  return { address: hostPort, tls: /^https:\/\//i.test(raw) };
 }
 
 /** Istio's default root certificate location (CA_ROOT_CA / XDS_ROOT_CA). */
@@ -135,11 +138,15 @@ export function loadConfig(env: Env = process.env): Config {
     proxyWorkloadInfo = { namespace: parts[0]!, name: parts[1]!, serviceAccount: parts[2]! };
   }
   const ca = caAddress(env);
+  const xds = xdsAddress(env);
   return {
     proxyMode: mode,
     proxyWorkloadInfo,
     localXdsPath: env.LOCAL_XDS_PATH || undefined,
-    xdsAddress: xdsAddress(env),
+    xdsAddress: xds.address,
+    xdsTls: xds.tls,
+    xdsRootCertPath: env.XDS_ROOT_CA || env.CA_ROOT_CA || DEFAULT_ROOT_CERT_PATH,
+    xdsServerName: env.ALT_XDS_HOSTNAME || undefined,
     xdsOnDemand: bool(env, 'XDS_ON_DEMAND', false),
     xdsAuthTokenPath: env.XDS_AUTH_TOKEN || env.AUTH_TOKEN || undefined,
     instanceIp: env.INSTANCE_IP || '1.1.1.1',

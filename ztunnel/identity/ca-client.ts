@@ -11,13 +11,13 @@
 // has that IP SAN or ALT_CA_HOSTNAME names the DNS SAN to expect. Plaintext only when explicitly asked for (tests).
 import { X509Certificate, createPublicKey, webcrypto } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { IstioCertificateServiceDefinition, toStruct, type IstioCertificateRequest, type IstioCertificateResponse, type MessageInit } from '../../protos/index.js';
 import type { CertificateProvider, IssuedCertificate } from './provider.js';
 import { formatIdentity, type Identity } from './spiffe.js';
 import { EC_P256, exportKeyPem, splitPemChain, uriSans, x509 } from './x509.js';
+import { tlsChannel } from '../net/grpc-tls.js';
 
 export interface CaClientOptions {
   /** `host:port` of the CA. */
@@ -47,13 +47,6 @@ type CaGrpcClient = grpc.Client & {
 };
 
 const CaClientCtor = grpc.makeGenericClientConstructor(IstioCertificateServiceDefinition as unknown as grpc.ServiceDefinition, 'IstioCertificateService');
-
-/** The host part of `host:port` (brackets of an IPv6 literal removed). */
-export function hostOf(address: string): string {
-  const m = /^(?:\[([^\]]+)\]|([^:]+)):\d+$/.exec(address);
-  if (!m) throw new Error(`CA address must be host:port, got ${JSON.stringify(address)}`);
-  return m[1] ?? m[2]!;
-}
 
 export class CaClient implements CertificateProvider {
   private client?: CaGrpcClient;
@@ -166,17 +159,9 @@ export class CaClient implements CertificateProvider {
       'grpc.initial_reconnect_backoff_ms': 250,
       'grpc.max_reconnect_backoff_ms': 2000,
     };
-    let creds: grpc.ChannelCredentials;
-    if (plaintext) creds = grpc.credentials.createInsecure();
-    else {
-      const expected = serverName || hostOf(address);
-      if (serverName) options['grpc.ssl_target_name_override'] = serverName;
-      creds = grpc.credentials.createSsl(Buffer.from(roots.join('')), null, null, {
-        // The chain to our root is checked by TLS; here the name, against our expectation whatever grpc-js dialled.
-        checkServerIdentity: (_host: string, cert: PeerCertificate) => checkServerIdentity(expected, cert),
-      });
-    }
-    return new CaClientCtor(address, creds, options) as unknown as CaGrpcClient;
+    if (plaintext) return new CaClientCtor(address, grpc.credentials.createInsecure(), options) as unknown as CaGrpcClient;
+    const tls = tlsChannel(roots, address, serverName);
+    return new CaClientCtor(address, tls.credentials, { ...options, ...tls.options }) as unknown as CaGrpcClient;
   }
 }
 

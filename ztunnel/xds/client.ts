@@ -31,8 +31,9 @@ export interface XdsNodeInfo {
 export interface XdsClientOptions {
   /** `host:port`. */
   address: string;
-  /** TLS hook: defaults to plaintext. */
+  /** TLS: defaults to plaintext. */
   credentials?: grpc.ChannelCredentials;
+  channelOptions?: grpc.ChannelOptions;
   node: XdsNodeInfo;
   /** File holding a bearer token, re-read on every connection. */
   tokenPath?: string;
@@ -96,6 +97,7 @@ export class XdsClient extends EventEmitter<XdsClientEvents> implements AddressR
       // Our own backoff decides; keep the channel's reconnects quick.
       'grpc.initial_reconnect_backoff_ms': opts.backoffInitialMs ?? 10,
       'grpc.max_reconnect_backoff_ms': opts.backoffMaxMs ?? 15_000,
+      ...opts.channelOptions,
     }) as never;
     this.backoffMs = opts.backoffInitialMs ?? 10;
     this.expected = new Set(opts.onDemand ? [AUTHORIZATION_TYPE_URL] : [ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL]);
