@@ -26,18 +26,33 @@ export class LabControlPlane {
   constructor(private readonly log: Logger = pino({ level: 'silent' })) {}
 
   /** Start the API server (seeded with `objects`, plus istio-system and the ztunnel service account) and the controller. */
+  private maxCertTtlSeconds?: number;
+
   async start(objects: KubernetesObject[] = [], opts: { maxCertTtlSeconds?: number } = {}): Promise<void> {
+    this.maxCertTtlSeconds = opts.maxCertTtlSeconds;
     const base = [
       { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'istio-system' } },
       { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'ztunnel', namespace: 'istio-system' } },
     ];
     this.api = await startApiServer({ port: 0, seedObjects: [...base, ...objects] as KubeObject[] });
     this.core = this.api.kubeConfig().makeApiClient(CoreV1Api);
-    this.controller = new Controller({
-      kubeConfig: this.api.kubeConfig(), xdsAddress: '127.0.0.1:0', tlsAddress: '127.0.0.1:0', monitoringAddress: '127.0.0.1:0',
+    this.controller = this.newController('127.0.0.1:0', '127.0.0.1:0');
+    await this.controller.start();
+  }
+
+  private newController(xdsAddress: string, tlsAddress: string): Controller {
+    return new Controller({
+      kubeConfig: this.api!.kubeConfig(), xdsAddress, tlsAddress, monitoringAddress: '127.0.0.1:0',
       clusterId: 'Kubernetes', trustDomain: 'cluster.local', network: '', domainSuffix: 'cluster.local', rootNamespace: 'istio-system',
-      servingDnsNames: [SERVING_NAME], maxCertTtlSeconds: opts.maxCertTtlSeconds, log: this.log,
+      servingDnsNames: [SERVING_NAME], maxCertTtlSeconds: this.maxCertTtlSeconds, log: this.log,
     });
+  }
+
+  /** Stop the controller and start a new one on the same ports (the relays keep pointing there). */
+  async restartController(): Promise<void> {
+    const { xdsPort, tlsPort } = this.controller!;
+    await this.controller!.stop();
+    this.controller = this.newController(`127.0.0.1:${xdsPort}`, `127.0.0.1:${tlsPort}`);
     await this.controller.start();
   }
 
