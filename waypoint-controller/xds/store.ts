@@ -120,23 +120,18 @@ export class ResourceStore {
 
   /** Resources an alias (e.g. `<network>/<ip>`) points to. */
   byAlias(typeUrl: string, alias: string): StoredResource[] {
-    const table = this.tables.get(typeUrl);
-    const names = table?.byAlias.get(alias);
-    if (!table || !names) return [];
-    const out: StoredResource[] = [];
-    for (const n of names) {
-      const r = table.byName.get(n);
-      if (r) out.push(r);
-    }
-    return out;
+    return this.resolveNames(typeUrl, this.tables.get(typeUrl)?.byAlias.get(alias));
   }
 
   /** Members of a group (the resources that list `group` among their groups), e.g. a service's workloads. */
   membersOf(typeUrl: string, group: string): StoredResource[] {
+    return this.resolveNames(typeUrl, this.tables.get(typeUrl)?.byGroup.get(group));
+  }
+
+  private resolveNames(typeUrl: string, names: Iterable<string> | undefined): StoredResource[] {
     const table = this.tables.get(typeUrl);
-    const names = table?.byGroup.get(group);
-    if (!table || !names) return [];
     const out: StoredResource[] = [];
+    if (!table || !names) return out;
     for (const n of names) {
       const r = table.byName.get(n);
       if (r) out.push(r);
