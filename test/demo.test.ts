@@ -14,9 +14,9 @@ test('npm run demo: mTLS identities, both replicas, a denied call, metrics, clea
   t.regex(r.stdout, /denied by AuthorizationPolicy backend\/only-frontend/);
   const conns = [...r.stdout.matchAll(/echo\.backend\.svc\.cluster\.local: (\d+) connections, (\d+) bytes in/g)];
   t.is(conns.length, 2);
-  t.is(conns.reduce((n, m) => n + Number(m[1]), 0), 8);
-  t.true(conns.reduce((n, m) => n + Number(m[2]), 0) > 8 * 1024); // eight 1 KiB bodies plus HTTP headers
-  t.regex(r.stdout, /8\/8 POSTs of 1 KiB \(latency p50 [\d.]+ ms/);
+  t.is(conns.reduce((n, m) => n + Number(m[1]), 0), 16);
+  t.true(conns.reduce((n, m) => n + Number(m[2]), 0) > 16 * 1024); // sixteen 1 KiB bodies plus HTTP headers
+  t.regex(r.stdout, /16\/16 POSTs of 1 KiB \(latency p50 [\d.]+ ms/);
   // The lab names everything `amb<pid in base 36>x..`: nothing of the demo's may be left.
   const prefix = `amb${r.pid.toString(36)}x`;
   t.deepEqual(execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n').filter((l) => l.startsWith(prefix)), []);

@@ -41,6 +41,8 @@ const cp = new LabControlPlane();
 const ztunnelEnv = new Map<string, Record<string, string>>();
 const cluster = new Cluster({ nodes }, { startZtunnels: false, envFor: (node) => ztunnelEnv.get(node) });
 const ECHO = 'echo.backend.svc.cluster.local';
+/** Enough calls that both replicas answer (random choice: both are missed with odds of 2 in 65536). */
+const CALLS = 16;
 const step = (msg: string) => console.log(`\u2022 ${msg}`);
 let done = false;
 async function teardown(): Promise<void> {
@@ -85,7 +87,7 @@ try {
 
   const client = cluster.pod('client-1');
   console.log('\nCalls');
-  const stats = await timedHttpCalls(client.ns, vip, 80, 8, Buffer.alloc(1024, 0x61));
+  const stats = await timedHttpCalls(client.ns, vip, 80, CALLS, Buffer.alloc(1024, 0x61));
   const line = await waitForLine('node1', (l) => l['dst.service'] === ECHO);
   console.log(
     `  frontend/client-1 (${client.ip}) -> http://echo.backend VIP ${vip}:80: ${stats.calls - stats.errors}/${stats.calls} POSTs of 1 KiB ` +

@@ -10,6 +10,7 @@ command -v protoc >/dev/null || need+=(protobuf-compiler)
 /usr/bin/python3 -c 'import google.protobuf' 2>/dev/null || need+=(python3-protobuf)
 command -v g++ >/dev/null || need+=(g++)
 command -v make >/dev/null || need+=(make)
+[ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] || need+=(containernetworking-plugins)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}"
   apt-get update -q >/dev/null
