@@ -15,38 +15,14 @@ import type { Netns } from './lab/netns.js';
 import { ZdsServer } from './lab/zds-server.js';
 import { eventually, ZtunnelProc } from './lab/ztunnel-proc.js';
 import { echoes, sleep, within } from './lab/waits.js';
+import { INPOD_CLUSTER, INPOD_VIP } from './lab/fixtures.js';
 
-const VIP = { echo: '10.96.0.10', plain: '10.96.0.30' } as const;
+const VIP = INPOD_VIP;
 const ID = { sleep: 'spiffe://cluster.local/ns/default/sa/sleep', echo: 'spiffe://cluster.local/ns/default/sa/echo' } as const;
 const DEADLINE_MS = 3000;
 const ENV = { CONNECTION_TERMINATION_DEADLINE: `${DEADLINE_MS / 1000}s` };
 
-const cluster = new Cluster(
-  {
-    nodes: [
-      {
-        name: 'node1',
-        pods: [
-          { name: 'client', serviceAccount: 'sleep', enrolled: true },
-          { name: 'server-a', serviceAccount: 'echo', enrolled: true },
-          { name: 'outsider', serviceAccount: 'outsider' },
-        ],
-      },
-      {
-        name: 'node2',
-        pods: [
-          { name: 'server-b', serviceAccount: 'echo', enrolled: true },
-          { name: 'plain-server', namespace: 'legacy', serviceAccount: 'plain' },
-        ],
-      },
-    ],
-    services: [
-      { name: 'echo', vip: VIP.echo, ports: { 80: 8080 }, selectorPods: ['server-a', 'server-b'] },
-      { name: 'plain', namespace: 'legacy', vip: VIP.plain, ports: { 80: 9090 }, selectorPods: ['plain-server'] },
-    ],
-  },
-  { env: ENV },
-);
+const cluster = new Cluster(INPOD_CLUSTER, { env: ENV });
 
 /** The pods' apps: started once, never restarted; `conns` counts what each one accepted and from where. */
 interface App {

@@ -7,11 +7,11 @@ import type net from 'node:net';
 import { connectTcp } from '../ztunnel/native/index.js';
 import { httpIn, listenIn, nameServer, sha256 } from './lab/apps.js';
 import { Cluster } from './lab/cluster.js';
-import { counter } from './lab/fixtures.js';
 import type { Netns } from './lab/netns.js';
 import { eventually } from './lab/ztunnel-proc.js';
+import { counter, INPOD_CLUSTER, INPOD_VIP } from './lab/fixtures.js';
 
-const VIP = { echo: '10.96.0.10', who: '10.96.0.20', plain: '10.96.0.30' } as const;
+const VIP = INPOD_VIP;
 const HOST = { echo: 'echo.default.svc.cluster.local', who: 'who.default.svc.cluster.local', plain: 'plain.legacy.svc.cluster.local' } as const;
 const ID = { sleep: 'spiffe://cluster.local/ns/default/sa/sleep', echo: 'spiffe://cluster.local/ns/default/sa/echo' } as const;
 const M = {
@@ -22,30 +22,7 @@ const M = {
 } as const;
 const MiB = 1024 * 1024;
 
-const cluster = new Cluster({
-  nodes: [
-    {
-      name: 'node1',
-      pods: [
-        { name: 'client', serviceAccount: 'sleep', enrolled: true },
-        { name: 'server-a', serviceAccount: 'echo', enrolled: true },
-        { name: 'outsider', serviceAccount: 'outsider' },
-      ],
-    },
-    {
-      name: 'node2',
-      pods: [
-        { name: 'server-b', serviceAccount: 'echo', enrolled: true },
-        { name: 'plain-server', namespace: 'legacy', serviceAccount: 'plain' },
-      ],
-    },
-  ],
-  services: [
-    { name: 'echo', vip: VIP.echo, ports: { 80: 8080 }, selectorPods: ['server-a', 'server-b'] },
-    { name: 'who', vip: VIP.who, ports: { 80: 7070 }, selectorPods: ['server-a', 'server-b'] },
-    { name: 'plain', namespace: 'legacy', vip: VIP.plain, ports: { 80: 9090 }, selectorPods: ['plain-server'] },
-  ],
-});
+const cluster = new Cluster(INPOD_CLUSTER);
 
 /** What an echo app saw of one connection: the peer address and the first bytes (a per-call tag). */
 interface Accepted {

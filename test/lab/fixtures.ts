@@ -1,4 +1,5 @@
 // The standard dedicated-mode topology the end-to-end tests share, and helpers to read ztunnel output.
+import type { ClusterSpec } from './cluster.js';
 import type { HostSpec } from './dedicated.js';
 
 export const IP = {
@@ -72,3 +73,32 @@ export function counter(text: string, name: string, match: Record<string, string
   }
   return sum;
 }
+
+/** The in-pod tests' cluster: node1 has a client, one echo replica and a pod outside the mesh; node2 the other echo
+ *  replica and a plain (non-mesh) server. Services echo and who select both replicas; plain selects the plain server. */
+export const INPOD_VIP = { echo: '10.96.0.10', who: '10.96.0.20', plain: '10.96.0.30' } as const;
+
+export const INPOD_CLUSTER: ClusterSpec = {
+  nodes: [
+    {
+      name: 'node1',
+      pods: [
+        { name: 'client', serviceAccount: 'sleep', enrolled: true },
+        { name: 'server-a', serviceAccount: 'echo', enrolled: true },
+        { name: 'outsider', serviceAccount: 'outsider' },
+      ],
+    },
+    {
+      name: 'node2',
+      pods: [
+        { name: 'server-b', serviceAccount: 'echo', enrolled: true },
+        { name: 'plain-server', namespace: 'legacy', serviceAccount: 'plain' },
+      ],
+    },
+  ],
+  services: [
+    { name: 'echo', vip: INPOD_VIP.echo, ports: { 80: 8080 }, selectorPods: ['server-a', 'server-b'] },
+    { name: 'who', vip: INPOD_VIP.who, ports: { 80: 7070 }, selectorPods: ['server-a', 'server-b'] },
+    { name: 'plain', namespace: 'legacy', vip: INPOD_VIP.plain, ports: { 80: 9090 }, selectorPods: ['plain-server'] },
+  ],
+};
