@@ -11,12 +11,17 @@
 //   IPTABLES_VARIANT          nft | legacy | auto (default auto: what the host uses)
 //   OPS_PORT / OPS_HOST       /healthz, /readyz, /metrics; default 8000 on 0.0.0.0
 //   LOG_LEVEL                 pino level; default info
+//   CNI_BIN_SOURCE            the plugin executable to install (npm run build:cni); unset: do not install the plugin
+//   CNI_BIN_DIR / CNI_NET_DIR where it goes; default /opt/cni/bin and /etc/cni/net.d
+//   CNI_AGENT_RUN_DIR         where the plugin's kubeconfig goes; default /var/run/istio-cni
+//   AMBIENT_UPGRADE           true: on shutdown leave the plugin installed (an upgrade follows)
 import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { CNI_EVENT_SOCKET } from '../protocol.js';
 import { DEFAULT_ZDS_SOCKET, NodeAgent } from './agent.js';
 import { AgentMetrics } from './metrics.js';
 import { detectIptablesVariant, type IptablesVariant } from './netns.js';
+import { startCniInstall } from './install-cni.js';
 import { startCniEventServer, startOpsServer } from './servers.js';
 
 async function main(): Promise<void> {
@@ -46,11 +51,20 @@ async function main(): Promise<void> {
   const cniSocket = env.CNI_EVENT_ADDRESS ?? CNI_EVENT_SOCKET;
   const cni = cniSocket ? await startCniEventServer(agent, cniSocket) : undefined;
   if (cni) log.info({ socket: cniSocket }, 'CNI event server listening');
+  // Install the plugin only once the agent can answer it, so no pod is sent to a socket nobody serves.
+  const installer = env.CNI_BIN_SOURCE
+    ? await startCniInstall({
+        kubeConfig: kc, binSource: env.CNI_BIN_SOURCE, binDirs: [env.CNI_BIN_DIR || '/opt/cni/bin'], confDir: env.CNI_NET_DIR || '/etc/cni/net.d',
+        runDir: env.CNI_AGENT_RUN_DIR || '/var/run/istio-cni', eventAddress: cniSocket || CNI_EVENT_SOCKET,
+        excludeNamespaces: (env.AMBIENT_EXCLUDE_NAMESPACES ?? 'kube-system').split(',').map((s) => s.trim()).filter(Boolean), log,
+      })
+    : undefined;
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down (in-pod rules stay for the next agent)');
+    await installer?.uninstall({ upgrade: env.AMBIENT_UPGRADE === 'true' });
     cni?.close();
     await agent.stop();
     ops.server.close();
