@@ -8,8 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type net from 'node:net';
 import { WorkloadRequestCodec } from '../protos/index.js';
-import { connectTcp } from '../ztunnel/native/index.js';
-import { holdOpen, httpIn, listenIn } from './lab/apps.js';
+import { exchange, holdOpen, httpIn, listenIn, type Exchange } from './lab/apps.js';
 import { Cluster } from './lab/cluster.js';
 import type { Netns } from './lab/netns.js';
 import { ZdsServer } from './lab/zds-server.js';
@@ -62,32 +61,11 @@ const ns = (pod: string) => cluster.pod(pod).ns;
 const ip = (pod: string) => cluster.pod(pod).ip;
 const tail = (z: ZtunnelProc) => `\n--- ${z.name} ztunnel log ---\n${z.log().slice(-3000)}`;
 
-interface Call {
-  received: Buffer;
-  error?: string;
-  connected: boolean;
-}
+type Call = Exchange;
 
 /** Connect from inside `from`, send `payload`, half-close, collect everything until the connection closes (bounded). */
-function call(from: Netns, host: string, port: number, payload: Buffer | string = Buffer.alloc(0), timeoutMs = 10_000): Promise<Call> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    const r: Call = { received: Buffer.alloc(0), connected: false };
-    const s = connectTcp({ netnsFd: from.fd, host, port, allowHalfOpen: true });
-    const timer = setTimeout(() => s.destroy(new Error('timeout')), timeoutMs);
-    s.on('data', (c: Buffer) => chunks.push(c));
-    s.on('error', (e) => (r.error ??= (e as NodeJS.ErrnoException).code ?? e.message));
-    s.on('close', () => {
-      clearTimeout(timer);
-      r.received = Buffer.concat(chunks);
-      resolve(r);
-    });
-    s.once('connect', () => {
-      r.connected = true;
-      s.end(payload);
-    });
-  });
-}
+const call = (from: Netns, host: string, port: number, payload: Buffer | string = Buffer.alloc(0), timeoutMs = 10_000): Promise<Call> =>
+  exchange(from, host, port, payload, timeoutMs);
 
 /** A round trip that must work: the echo comes back byte-exact. */
 async function works(t: ExecutionContext, from: string, host: string, port: number, what = `${from} -> ${host}:${port}`): Promise<void> {

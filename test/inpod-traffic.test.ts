@@ -4,8 +4,7 @@
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
 import type net from 'node:net';
-import { connectTcp } from '../ztunnel/native/index.js';
-import { httpIn, listenIn, nameServer, sha256 } from './lab/apps.js';
+import { exchange, httpIn, listenIn, nameServer, sha256, type Exchange } from './lab/apps.js';
 import { Cluster } from './lab/cluster.js';
 import type { Netns } from './lab/netns.js';
 import { eventually } from './lab/ztunnel-proc.js';
@@ -67,35 +66,11 @@ const complete = (node: string) => cluster.zt(node).lines('connection complete')
 const metrics = async (node: string) => (await httpIn(cluster.node(node).ns, 'GET', 15020, '/stats/prometheus')).body;
 const tail = (node: string) => `\n--- ${node} ztunnel log ---\n${cluster.zt(node).log().slice(-3000)}`;
 
-interface Call {
-  received: Buffer;
-  error?: string;
-  connected: boolean;
-  /** The client's port (the src.addr ztunnel logs for an outbound connection). */
-  localPort?: number;
-}
+type Call = Exchange;
 
-/** Connect from inside `from`, send `payload`, half-close, and collect everything until the connection closes (bounded). */
-function call(from: Netns, host: string, port: number, payload: Buffer | string = Buffer.alloc(0), timeoutMs = 15_000): Promise<Call> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    const r: Call = { received: Buffer.alloc(0), connected: false };
-    const s = connectTcp({ netnsFd: from.fd, host, port, allowHalfOpen: true });
-    const timer = setTimeout(() => s.destroy(new Error('timeout')), timeoutMs);
-    s.on('data', (c: Buffer) => chunks.push(c));
-    s.on('error', (e) => (r.error ??= (e as NodeJS.ErrnoException).code ?? e.message));
-    s.on('close', () => {
-      clearTimeout(timer);
-      r.received = Buffer.concat(chunks);
-      resolve(r);
-    });
-    s.once('connect', () => {
-      r.connected = true;
-      r.localPort = s.localPort;
-      s.end(payload);
-    });
-  });
-}
+/** Connect from inside `from`, send `payload`, half-close, collect everything until the connection closes (bounded). */
+const call = (from: Netns, host: string, port: number, payload: Buffer | string = Buffer.alloc(0), timeoutMs = 15_000): Promise<Call> =>
+  exchange(from, host, port, payload, timeoutMs);
 
 let seq = 0;
 /** A payload that starts with a unique tag, so the echo app's record tells which replica got it. */

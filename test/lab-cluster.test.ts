@@ -6,11 +6,11 @@ import type net from 'node:net';
 import { parse } from 'yaml';
 import { WorkloadRequestCodec, WorkloadResponseCodec, ZdsHelloCodec, type WorkloadRequest } from '../protos/index.js';
 import {
-  closeFd, connectTcp, originalDst, seqpacketConnect, seqpacketRecv, seqpacketSend, socketFd, watchReadable,
+  closeFd, originalDst, seqpacketConnect, seqpacketRecv, seqpacketSend, socketFd, watchReadable,
   type ConnectTcpOptions, type FdWatcher,
 } from '../ztunnel/native/index.js';
 import { parseLocalConfig } from '../ztunnel/sources/local-config.js';
-import { echoServer, exchange, listenIn, type Exchange } from './lab/apps.js';
+import { echoServer, exchange, exchangeWith as exchangeAny, listenIn, type Exchange } from './lab/apps.js';
 import { Cluster } from './lab/cluster.js';
 import { installInpodRules, iptablesSave, PROBE_SNAT_IP, removeInpodRules } from './lab/inpod-rules.js';
 import { sh } from './lab/netns.js';
@@ -58,22 +58,8 @@ test.after.always(async () => {
 const ip = (pod: string) => cluster.pod(pod).ip;
 const text = (r: Exchange) => r.received.toString();
 
-/** exchange() with socket options (mark, transparent source), bounded. */
-function exchangeWith(opts: ConnectTcpOptions, payload: string, timeoutMs = 5000): Promise<Exchange> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let error: string | undefined;
-    const s = connectTcp({ ...opts, allowHalfOpen: true });
-    const timer = setTimeout(() => s.destroy(new Error('timeout')), timeoutMs);
-    s.on('data', (c: Buffer) => chunks.push(c));
-    s.on('error', (e) => (error = (e as NodeJS.ErrnoException).code ?? e.message));
-    s.on('close', () => {
-      clearTimeout(timer);
-      resolve({ received: Buffer.concat(chunks), error });
-    });
-    s.once('connect', () => s.end(payload));
-  });
-}
+/** exchange() with socket options (mark, transparent source), with a short bound. */
+const exchangeWith = (opts: ConnectTcpOptions, payload: string, timeoutMs = 5000) => exchangeAny(opts, payload, timeoutMs);
 
 // ---------------------------------------------------------------- a fake ztunnel on the ZDS socket
 

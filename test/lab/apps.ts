@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
-import { connectTcp, listenTcp } from '../../ztunnel/native/index.js';
+import { connectTcp, listenTcp, type ConnectTcpOptions } from '../../ztunnel/native/index.js';
 import type { Netns } from './netns.js';
 
 export function listenIn(ns: Netns, host: string, port: number, onConn: (s: net.Socket) => void): Promise<net.Server> {
@@ -28,23 +28,36 @@ export const nameServer = (ns: Netns, host: string, port: number, name: string) 
 
 export interface Exchange {
   received: Buffer;
+  /** The first error (errno code when there is one). */
   error?: string;
+  connected: boolean;
+  /** The client's port (the src.addr ztunnel logs for an outbound connection). */
+  localPort?: number;
 }
 
-/** Connect from inside `ns`, send `payload`, half-close, and collect everything until the server ends. */
-export function exchange(ns: Netns, host: string, port: number, payload: Buffer = Buffer.alloc(0), timeoutMs = 30_000): Promise<Exchange> {
+/** Connect from inside `ns`, send `payload`, half-close, and collect everything until the connection closes (bounded). */
+export const exchange = (ns: Netns, host: string, port: number, payload: Buffer | string = Buffer.alloc(0), timeoutMs = 30_000): Promise<Exchange> =>
+  exchangeWith({ netnsFd: ns.fd, host, port }, payload, timeoutMs);
+
+/** exchange() with any socket options (netns, mark, transparent source). */
+export function exchangeWith(opts: ConnectTcpOptions, payload: Buffer | string = Buffer.alloc(0), timeoutMs = 30_000): Promise<Exchange> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
-    const s = connectTcp({ netnsFd: ns.fd, host, port, allowHalfOpen: true });
+    const r: Exchange = { received: Buffer.alloc(0), connected: false };
+    const s = connectTcp({ ...opts, allowHalfOpen: true });
     const timer = setTimeout(() => s.destroy(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs);
-    let error: string | undefined;
     s.on('data', (c: Buffer) => chunks.push(c));
-    s.on('error', (e) => (error = (e as NodeJS.ErrnoException).code ?? e.message));
+    s.on('error', (e) => (r.error ??= (e as NodeJS.ErrnoException).code ?? e.message));
     s.on('close', () => {
       clearTimeout(timer);
-      resolve({ received: Buffer.concat(chunks), error });
+      r.received = Buffer.concat(chunks);
+      resolve(r);
     });
-    s.once('connect', () => s.end(payload));
+    s.once('connect', () => {
+      r.connected = true;
+      r.localPort = s.localPort;
+      s.end(payload);
+    });
   });
 }
 
