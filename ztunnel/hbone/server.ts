@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { WorkloadCertificate } from '../identity/manager.js';
 import { formatIdentity, type Identity } from '../identity/spiffe.js';
 import { canonicalIp } from '../net/ip.js';
-import { serverSessionOptions } from './settings.js';
+import { CONNECTION_WINDOW, serverSessionOptions } from './settings.js';
 import { peerIdentity, serverTlsOptions } from './tls.js';
 
 export interface HboneServerPeer {
@@ -50,6 +50,8 @@ export class HboneServer {
       return;
     }
     const session = http2.performServerHandshake(socket, serverSessionOptions);
+    // The SETTINGS window is per stream; the connection window must be raised separately or every upload shares 64 KiB.
+    session.setLocalWindowSize(CONNECTION_WINDOW);
     this.sessions.add(session);
     session.on('close', () => this.sessions.delete(session));
     session.on('error', (err) => this.log.debug({ err: err.message }, 'HBONE session error'));
