@@ -48,9 +48,34 @@ export function splice(a: Duplex, b: Duplex): Promise<Error | undefined> {
           if (!(rst !== undefined && rst !== 0) && !(from as Partial<Http2Stream>).aborted && !to.destroyed) to.end();
         }),
       );
-    a.pipe(b, { end: false });
-    b.pipe(a, { end: false });
+    pump(a, b);
+    pump(b, a);
     forwardEnd(a, b);
     forwardEnd(b, a);
   });
+}
+
+/**
+ * Copy `from`'s data into `to`, coalescing every chunk that arrives in one event-loop turn into one write (writev).
+ * HTTP/2 hands over data in pieces cut at TLS record and frame boundaries (16 KiB, then a few bytes, ...); writing
+ * each piece would cost a syscall and a TCP segment of its own. Backpressure is applied after the batch is flushed.
+ */
+function pump(from: Duplex, to: Duplex): void {
+  let batching = false;
+  const flush = () => {
+    batching = false;
+    to.uncork();
+    if (to.writableNeedDrain) from.pause();
+  };
+  from.on('data', (chunk: Buffer) => {
+    if (to.destroyed || to.writableEnded) return;
+    if (!batching) {
+      batching = true;
+      to.cork();
+      setImmediate(flush);
+    }
+    to.write(chunk);
+  });
+  to.on('drain', () => from.resume());
+  from.resume(); // a 'data' listener alone does not restart a stream paused while the upstream was connecting
 }
