@@ -1,5 +1,7 @@
 // The ztunnel's model of the mesh. These are the shapes every config source
-// (local file now, xDS later) converts into; proxies only read them.
+// (local file now, xDS later) converts into; proxies only read them. Objects
+// reachable from a workload or service may be shared with others (see intern.ts):
+// never mutate them.
 
 export type InboundProtocol = 'HBONE' | 'TCP';
 export type HealthStatus = 'Healthy' | 'Unhealthy';
@@ -31,7 +33,7 @@ export interface Workload {
   clusterId: string;
   status: HealthStatus;
   /** Policies (`ns/name`) with scope WORKLOAD_SELECTOR that select this workload. */
-  authorizationPolicies: string[];
+  authorizationPolicies: readonly string[];
   /** `ns/hostname` -> service port -> target port. Makes this workload an endpoint of those services. */
   services: ReadonlyMap<string, PortMap>;
 }
@@ -43,7 +45,7 @@ export interface Service {
   vips: NetworkAddress[];
   /** Service port -> target port; 0 means "named port, ask the workload's port map". */
   ports: PortMap;
-  subjectAltNames: string[];
+  subjectAltNames: readonly string[];
 }
 
 export type StringMatch =

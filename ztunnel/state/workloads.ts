@@ -1,9 +1,10 @@
-import { addressKey, type Workload } from './types.js';
+import { AddressIndex } from './address-index.js';
+import type { Workload } from './types.js';
 
 /** Workloads by uid and by (network, IP). */
 export class WorkloadStore {
   private readonly byUid = new Map<string, Workload>();
-  private readonly byAddr = new Map<string, Workload>();
+  private readonly byAddr = new AddressIndex<Workload>();
 
   get size(): number {
     return this.byUid.size;
@@ -12,17 +13,14 @@ export class WorkloadStore {
   upsert(w: Workload): void {
     this.remove(w.uid);
     this.byUid.set(w.uid, w);
-    for (const ip of w.workloadIps) this.byAddr.set(addressKey(w.network, ip), w);
+    for (const ip of w.workloadIps) this.byAddr.set(w.network, ip, w);
   }
 
   remove(uid: string): Workload | undefined {
     const old = this.byUid.get(uid);
     if (!old) return undefined;
     this.byUid.delete(uid);
-    for (const ip of old.workloadIps) {
-      const key = addressKey(old.network, ip);
-      if (this.byAddr.get(key) === old) this.byAddr.delete(key);
-    }
+    for (const ip of old.workloadIps) this.byAddr.delete(old.network, ip, old);
     return old;
   }
 
@@ -31,7 +29,7 @@ export class WorkloadStore {
   }
 
   byAddress(network: string, ip: string): Workload | undefined {
-    return this.byAddr.get(addressKey(network, ip));
+    return this.byAddr.get(network, ip);
   }
 
   all(): IterableIterator<Workload> {

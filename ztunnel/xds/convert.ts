@@ -2,8 +2,9 @@
 // Every validation problem throws an XdsConvertError whose message names the field, so the client can NACK with it.
 import type * as pb from '../../protos/index.js';
 import { bytesToIp, canonicalIp } from '../net/ip.js';
+import { flat, intern, sharedPortMap, sharedServicePorts, sharedStrings } from '../state/intern.js';
 import type {
-  Authorization, Cidr, HealthStatus, InboundProtocol, NetworkAddress, RbacAction, RbacMatch, RbacScope, Service,
+  Authorization, Cidr, HealthStatus, InboundProtocol, NetworkAddress, PortMap, RbacAction, RbacMatch, RbacScope, Service,
   ServiceAccountMatch, StringMatch, Workload,
 } from '../state/types.js';
 
@@ -43,56 +44,61 @@ const serviceKeyRe = /^[^/]+\/[^/]+$/;
 
 export type ConvertedAddress = { kind: 'workload'; workload: Workload } | { kind: 'service'; service: Service };
 
+function portMap(ports: pb.Port[], path: string): PortMap {
+  return sharedPortMap(ports.map((pt, i) => [port(pt.servicePort, `${path}[${i}].servicePort`), port(pt.targetPort, `${path}[${i}].targetPort`)]));
+}
+
+// The state keeps what this returns for as long as the workload exists: unique strings are flattened, repeated ones
+// and port maps shared (see state/intern.ts).
 export function convertWorkload(w: pb.Workload, d: ConvertDefaults, path = 'workload'): Workload {
-  const name = nonEmpty(w.name, `${path}.name`);
-  const namespace = nonEmpty(w.namespace, `${path}.namespace`);
-  const services = new Map<string, Map<number, number>>();
+  const uid = flat(nonEmpty(w.uid, `${path}.uid`));
+  const rawName = nonEmpty(w.name, `${path}.name`);
+  // A pod's uid ends with its name (`<cluster>//v1/Pod/<ns>/<name>`): the name can then be a slice of the uid's characters.
+  const name = uid.endsWith(`/${rawName}`) ? uid.slice(uid.length - rawName.length) : flat(rawName);
+  const namespace = intern(nonEmpty(w.namespace, `${path}.namespace`));
+  const services: [string, PortMap][] = [];
   for (const [key, list] of Object.entries(w.services ?? {})) {
     const p = `${path}.services[${JSON.stringify(key)}]`;
     if (!serviceKeyRe.test(key)) fail(p, 'expected "<namespace>/<hostname>"');
-    const m = new Map<number, number>();
-    (list?.ports ?? []).forEach((pt, i) => m.set(port(pt.servicePort, `${p}.ports[${i}].servicePort`), port(pt.targetPort, `${p}.ports[${i}].targetPort`)));
-    services.set(key, m);
+    services.push([key, portMap(list?.ports ?? [], `${p}.ports`)]);
   }
   const protocol = enumName<InboundProtocol>(w.tunnelProtocol, `${path}.tunnelProtocol`, { NONE: 'TCP', HBONE: 'HBONE' });
   const status = enumName<HealthStatus>(w.status, `${path}.status`, { HEALTHY: 'Healthy', UNHEALTHY: 'Unhealthy' });
-  const workloadType = typeof w.workloadType === 'string' ? w.workloadType.toLowerCase() : fail(`${path}.workloadType`, `unsupported value ${w.workloadType}`);
+  const workloadType = typeof w.workloadType === 'string' ? intern(w.workloadType.toLowerCase()) : fail(`${path}.workloadType`, `unsupported value ${w.workloadType}`);
   return {
-    uid: nonEmpty(w.uid, `${path}.uid`),
+    uid,
     name,
     namespace,
-    serviceAccount: w.serviceAccount || 'default',
-    trustDomain: w.trustDomain || d.trustDomain,
+    serviceAccount: intern(w.serviceAccount || 'default'),
+    trustDomain: intern(w.trustDomain || d.trustDomain),
     workloadIps: w.addresses.map((a, i) => ipFromBytes(a, `${path}.addresses[${i}]`)),
-    network: w.network,
+    network: intern(w.network),
     protocol,
-    node: w.node,
-    hostname: w.hostname,
-    canonicalName: w.canonicalName || name,
-    canonicalRevision: w.canonicalRevision || 'latest',
-    workloadName: w.workloadName || name,
+    node: intern(w.node),
+    hostname: intern(w.hostname),
+    canonicalName: w.canonicalName ? intern(w.canonicalName) : name,
+    canonicalRevision: intern(w.canonicalRevision || 'latest'),
+    workloadName: w.workloadName ? intern(w.workloadName) : name,
     workloadType,
-    clusterId: w.clusterId || d.clusterId,
+    clusterId: intern(w.clusterId || d.clusterId),
     status,
-    authorizationPolicies: [...w.authorizationPolicies],
-    services,
+    authorizationPolicies: sharedStrings(w.authorizationPolicies),
+    services: sharedServicePorts(services),
   };
 }
 
 function networkAddress(a: pb.NetworkAddress, path: string): NetworkAddress {
-  return { network: a.network, address: ipFromBytes(a.address, `${path}.address`) };
+  return { network: intern(a.network), address: ipFromBytes(a.address, `${path}.address`) };
 }
 
 export function convertService(s: pb.Service, path = 'service'): Service {
-  const ports = new Map<number, number>();
-  s.ports.forEach((pt, i) => ports.set(port(pt.servicePort, `${path}.ports[${i}].servicePort`), port(pt.targetPort, `${path}.ports[${i}].targetPort`)));
   return {
-    name: nonEmpty(s.name, `${path}.name`),
-    namespace: nonEmpty(s.namespace, `${path}.namespace`),
-    hostname: nonEmpty(s.hostname, `${path}.hostname`),
+    name: intern(nonEmpty(s.name, `${path}.name`)),
+    namespace: intern(nonEmpty(s.namespace, `${path}.namespace`)),
+    hostname: intern(nonEmpty(s.hostname, `${path}.hostname`)),
     vips: s.addresses.map((a, i) => networkAddress(a, `${path}.addresses[${i}]`)),
-    ports,
-    subjectAltNames: [...s.subjectAltNames],
+    ports: portMap(s.ports, `${path}.ports`),
+    subjectAltNames: sharedStrings(s.subjectAltNames),
   };
 }
 
