@@ -43,7 +43,14 @@ export class Ztunnel {
   readonly stopped = new Promise<void>((r) => (this.markStopped = r));
 
   constructor(private readonly cfg: Config, log?: Logger) {
-    this.log = log ?? pino({ level: LEVELS.includes(cfg.logLevel) ? cfg.logLevel : 'info', base: { node: cfg.nodeName || undefined } });
+    // Asynchronous stdout: writes made while one is in flight go out together, so access logs under a connection
+    // storm do not block the event loop on one write(2) each. pino flushes what is left when the process exits.
+    this.log =
+      log ??
+      pino(
+        { level: LEVELS.includes(cfg.logLevel) ? cfg.logLevel : 'info', base: { node: cfg.nodeName || undefined } },
+        pino.destination({ dest: 1, sync: false }),
+      );
     this.accessLog = this.log.child({ scope: 'access' });
   }
 

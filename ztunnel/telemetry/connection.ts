@@ -1,4 +1,4 @@
-// One proxied connection's telemetry: the access log lines at open and close, and its metrics.
+// One proxied connection's telemetry: the access log lines (open at debug level, close at info), and its metrics.
 import type { Logger } from 'pino';
 import { Metrics, type TrafficLabels } from './metrics.js';
 
@@ -27,7 +27,8 @@ export class ConnectionTelemetry {
     private readonly labels: TrafficLabels,
   ) {
     metrics.connectionOpened(labels);
-    log.info(this.logFields(), 'connection opened');
+    // Debug level, as in Istio's ztunnel: the access log proper is the line at close.
+    if (log.isLevelEnabled('debug')) log.debug(this.logFields(), 'connection opened');
   }
 
   /** Record the close once; bytes are counted client->server (request) and server->client (response). */
