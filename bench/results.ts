@@ -49,6 +49,10 @@ export interface LatencyResult {
   p99: number;
   p999: number;
   max: number;
+  /** How late the load generator itself sent requests (ms, p50/p99): its timers tick in whole milliseconds. The
+   *  same lag is inside every mode's figures, so "latency added" (ambit minus direct) cancels it out. */
+  sendLagP50?: number;
+  sendLagP99?: number;
 }
 
 /** New connections per second: connect, one request/response, close; `concurrency` loops in parallel. */

@@ -10,6 +10,8 @@ command -v protoc >/dev/null || need+=(protobuf-compiler)
 /usr/bin/python3 -c 'import google.protobuf' 2>/dev/null || need+=(python3-protobuf)
 command -v g++ >/dev/null || need+=(g++)
 command -v make >/dev/null || need+=(make)
+command -v iperf3 >/dev/null || need+=(iperf3)      # bench/
+command -v stunnel4 >/dev/null || need+=(stunnel4)  # bench/
 [ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] || need+=(containernetworking-plugins)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}"

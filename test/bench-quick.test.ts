@@ -1,0 +1,59 @@
+// `npm run bench -- --quick` end to end, so the benchmarks keep working: every figure is produced for every mode and
+// the report is written. No timing is asserted (figures on a shared CI machine say nothing); only that each figure was
+// measured from real traffic (bytes moved, requests answered, connections held).
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { validateResults } from '../bench/report/validate.js';
+import { MODES } from '../bench/results.js';
+
+const RUN = fileURLToPath(new URL('../bench/run.js', import.meta.url));
+const out = mkdtempSync(join(tmpdir(), 'ambit-bench-'));
+test.after.always(() => rmSync(out, { recursive: true, force: true }));
+
+test('bench --quick measures every figure for direct, ambit and stunnel and writes the report', async (t) => {
+  t.timeout(300_000);
+  const child = spawn(process.execPath, [RUN, '--quick', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  child.stdout.on('data', (c: Buffer) => (log += c));
+  child.stderr.on('data', (c: Buffer) => (log += c));
+  const timer = setTimeout(() => child.kill('SIGINT'), 280_000);
+  const code = await new Promise<number | null>((r) => child.once('exit', r));
+  clearTimeout(timer);
+  t.is(code, 0, log);
+
+  const r = validateResults(JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')));
+  t.true(r.machine.quick);
+  for (const mode of MODES) {
+    for (const flows of [1, 4]) {
+      const th = r.throughput.find((x) => x.mode === mode && x.flows === flows);
+      t.truthy(th, `throughput ${mode} ${flows}`);
+      t.true(th!.bytes > 0 && th!.bitsPerSecond > 0, `${mode}: iperf3 moved bytes`);
+    }
+    for (const rate of [1000, 5000]) {
+      const l = r.latency.find((x) => x.mode === mode && x.rate === rate);
+      t.truthy(l, `latency ${mode} ${rate}`);
+      t.true(l!.completed > 0 && l!.p50 > 0 && l!.p50 <= l!.p99 && l!.p99 <= l!.max, `${mode} @${rate}: answered, percentiles ordered`);
+    }
+    for (const concurrency of [1, 32]) {
+      const c = r.connRate.find((x) => x.mode === mode && x.concurrency === concurrency);
+      t.true(c !== undefined && c.completed > 0, `connrate ${mode} c=${concurrency}`);
+    }
+  }
+  for (const mode of ['ambit', 'stunnel'] as const) {
+    const cpu = r.cpu.find((x) => x.mode === mode);
+    t.true(cpu !== undefined && cpu.secondsPerGB > 0 && cpu.secondsPer1kConnections > 0, `cpu ${mode}`);
+    const idle = r.idleMemory.filter((x) => x.mode === mode);
+    t.is(idle.length, 2, `idle memory ${mode}`);
+    for (const i of idle) t.true(i.connections > 0 && Number.isFinite(i.bytesPerConnection));
+  }
+  t.deepEqual(r.stateHeap.map((h) => h.workloads), [1000, 20_000]);
+  for (const h of r.stateHeap) t.true(h.heapBytes > 0);
+
+  const report = readFileSync(join(out, 'report.md'), 'utf8');
+  t.regex(report, /ambit\/direct/);
+  for (const f of ['throughput.svg', 'latency-1000.svg', 'connrate.svg']) t.true(existsSync(join(out, f)), f);
+});
