@@ -88,3 +88,10 @@ export function rssBytes(pid: number): number {
   if (!m) throw new Error(`no VmRSS for pid ${pid}`);
   return Number(m[1]) * 1024;
 }
+
+/** Machine-wide CPU time so far (all cores, in clock ticks): total and busy (not idle or waiting on I/O). */
+export function machineCpu(): { total: number; busy: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { total, busy: total - f[3]! - f[4]! };
+}

@@ -28,6 +28,9 @@ export interface ThroughputResult {
   bytes: number;
   bitsPerSecond: number;
   retransmits: number;
+  /** Share of the whole machine's CPU (all cores) that was busy during the run, 0..1: near 1 means the run was
+   *  CPU-bound on this machine, so a proxy could not have gone faster by using more cores. */
+  machineCpuBusy?: number;
 }
 
 /** Request/response at a fixed offered rate over persistent connections, latency measured from each request's

@@ -6,7 +6,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BenchLab } from './lab.js';
 import { parseIperf3 } from './parse/iperf3.js';
-import { cpuSeconds, lastJson, rssBytes, runIn, runTool, startIn, TOOL } from './proc.js';
+import { cpuSeconds, lastJson, machineCpu, rssBytes, runIn, runTool, startIn, TOOL } from './proc.js';
 import { writeReport } from './report/write.js';
 import { MODES, type BenchResults, type ConnRateResult, type LatencyResult, type MachineInfo, type Mode } from './results.js';
 import { measureStateHeap } from './state-heap.js';
@@ -80,11 +80,13 @@ async function main(): Promise<void> {
         for (const mode of MODES) {
           const t = lab.target(mode, 'iperf');
           const args = ['-c', t.host, '-p', String(t.port), '-t', String(p.throughputS), '-P', String(flows), '-J'];
+          const m0 = machineCpu();
           const { result: json, cpu: used } = await withCpu(lab, mode, () => runIn(t.ns, 'iperf3', args, (p.throughputS + 30) * 1000));
-          const r = parseIperf3(json, mode, flows);
+          const m1 = machineCpu();
+          const r = { ...parseIperf3(json, mode, flows), machineCpuBusy: (m1.busy - m0.busy) / (m1.total - m0.total) };
           results.throughput.push(r);
           if (used !== undefined && flows === 1) cpu.get(mode as Proxy)!.perGB = used / (r.bytes / 1e9);
-          log(`throughput ${mode} ${flows} flow(s): ${(r.bitsPerSecond / 1e9).toFixed(2)} Gbit/s`);
+          log(`throughput ${mode} ${flows} flow(s): ${(r.bitsPerSecond / 1e9).toFixed(2)} Gbit/s, machine CPU ${(r.machineCpuBusy * 100).toFixed(0)}% busy`);
         }
       }
     }

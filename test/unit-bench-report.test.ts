@@ -220,6 +220,16 @@ test('markdown: per-mode tables with ratios, dashes for missing modes, targets a
   t.false(md.includes('quick mode'));
 });
 
+test('markdown: machine CPU during throughput runs and the generator send lag are reported when measured', (t) => {
+  const r = full();
+  t.notRegex(renderMarkdown(r, []), /Machine CPU busy|send lag/);
+  r.throughput[1] = { ...r.throughput[1]!, machineCpuBusy: 0.974 };
+  r.latency[1] = { ...r.latency[1]!, sendLagP99: 1.0504 };
+  const md = renderMarkdown(r, []);
+  t.regex(md, /Machine CPU busy during each run \(all cores\): ambit 1: 97%\./);
+  t.regex(md, /send lag at p99 \(ms, inside every figure above\): ambit 1\.050\./);
+});
+
 test('markdown: quick mode warns, missing figures say so, text cannot break the table', (t) => {
   const r = empty(true);
   r.machine.cpuModel = 'CPU <b>|x';

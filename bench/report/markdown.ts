@@ -66,7 +66,11 @@ function throughput(r: BenchResults): string {
   const flows = uniqueSorted(r.throughput.map((x) => x.flows));
   if (flows.length === 0) return '## Throughput (Gbit/s)\n\nNot measured.';
   const rows = flows.map((n) => modeRow(`${n} flow${n === 1 ? '' : 's'}`, byMode(r.throughput, (x) => x.flows === n, (x) => gbps(x.bitsPerSecond)!), (x) => fixed(x, 2)));
-  return ['## Throughput (Gbit/s)', '', table(['Flows', ...MODE_HEADER], rows)].join('\n');
+  const busy = r.throughput.filter((x) => x.machineCpuBusy !== undefined)
+    .map((x) => `${x.mode} ${x.flows}: ${fixed(x.machineCpuBusy! * 100, 0)}%`);
+  const out = ['## Throughput (Gbit/s)', '', table(['Flows', ...MODE_HEADER], rows)];
+  if (busy.length) out.push('', `Machine CPU busy during each run (all cores): ${busy.join(', ')}.`);
+  return out.join('\n');
 }
 
 const PERCENTILES: [string, 'p50' | 'p90' | 'p99' | 'p999' | 'max'][] = [['p50', 'p50'], ['p90', 'p90'], ['p99', 'p99'], ['p99.9', 'p999'], ['max', 'max']];
@@ -86,6 +90,8 @@ function latency(r: BenchResults): string {
       .map((x) => `${x.mode} ${fixed(x.achievedRate, 1)}`).join(', ');
     out.push('', `### ${fixed(rate, 0)} req/s`, '', table(['Percentile', ...MODE_HEADER, 'added by ambit (ms)'], rows),
       '', `Achieved req/s: ${achieved}.`);
+    const lag = at.filter((x) => x.sendLagP99 !== undefined).map((x) => `${x.mode} ${fixed(x.sendLagP99!, 3)}`);
+    if (lag.length) out.push('', `Load generator's own send lag at p99 (ms, inside every figure above): ${lag.join(', ')}.`);
     const errors = errorLines(at, () => `at ${fixed(rate, 0)} req/s`);
     if (errors.length) out.push('', ...errors);
   }
