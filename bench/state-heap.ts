@@ -1,15 +1,20 @@
-// ztunnel's retained heap per known workload: a fresh process fills a ProxyState with N synthetic workloads (and their
-// services) through the path xDS uses (encoded istio.workload.Address -> decode -> convert -> upsert) and reports how
-// much the heap grew, measured after full GCs.
+// ztunnel's retained heap per known workload: a fresh process hands N synthetic workloads (and their services) to an
+// XdsClient as delta xDS responses, through the path a response from istiod takes (wire bytes -> the gRPC stream's
+// deserializer -> the client's handling: decode, convert, its own per-resource bookkeeping, the state), and reports how
+// much the heap grew, measured after full GCs. The client is never started: no connection, its ACKs go nowhere.
 //   node --expose-gc dist/bench/state-heap.js --workloads 20000 [--json]
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AddressCodec, type MessageInit } from '../protos/index.js';
+import { pino } from 'pino';
+import { ADDRESS_TYPE_URL, AddressCodec, type MessageInit } from '../protos/index.js';
 import type * as pb from '../protos/index.js';
+import { AggregatedDiscoveryServiceDefinition, DeltaDiscoveryResponseCodec, type DeltaDiscoveryResponse, type XdsResource } from '../protos/xds.js';
 import { ipToBytes } from '../ztunnel/net/ip.js';
 import { ProxyState } from '../ztunnel/state/index.js';
-import { convertAddress, type ConvertDefaults } from '../ztunnel/xds/convert.js';
+import { XdsClient } from '../ztunnel/xds/client.js';
+import type { ConvertDefaults } from '../ztunnel/xds/convert.js';
 import type { StateHeapResult } from './results.js';
 
 export const DEFAULTS: ConvertDefaults = { trustDomain: 'cluster.local', clusterId: 'Kubernetes' };
@@ -83,34 +88,54 @@ export function syntheticService(c: ClusterShape, s: number): MessageInit<pb.Add
   };
 }
 
-// As the xDS client gets a resource body: a plain Uint8Array copied out of the response (not a Buffer).
-const encode = (a: MessageInit<pb.Address>) => new Uint8Array(AddressCodec.encode(a));
-
-/** The cluster as xDS would deliver it: encoded Address resources in batches (each service, then its pods). */
-export function* encodedBatches(c: ClusterShape, batchSize = 1000): Generator<Uint8Array[]> {
-  let batch: Uint8Array[] = [];
-  for (let s = 0; s < c.services; s++) {
-    batch.push(encode(syntheticService(c, s)));
-    const end = Math.min(c.workloads, (s + 1) * PODS_PER_SERVICE);
-    for (let i = s * PODS_PER_SERVICE; i < end; i++) batch.push(encode(syntheticWorkload(c, i)));
-    if (batch.length >= batchSize) {
-      yield batch;
-      batch = [];
-    }
-  }
-  if (batch.length) yield batch;
+/** One Address resource as the controller sends it: named by the workload's uid or the service's `ns/hostname`,
+ *  versioned by a hash of its content, with the `<network>/<ip>` aliases on-demand clients look it up by. */
+function resource(name: string, body: Uint8Array, aliases: string[]): XdsResource {
+  const version = createHash('sha256').update(body).update(aliases.join('\0')).digest('base64url').slice(0, 16);
+  return { name, version, aliases, resource: { type_url: ADDRESS_TYPE_URL, value: body } };
 }
 
-/** Decodes, converts and applies each batch as the xDS client does; nothing of the input is kept. */
-export function fill(state: ProxyState, c: ClusterShape): void {
-  for (const batch of encodedBatches(c)) {
-    for (const bytes of batch) {
-      const v = convertAddress(AddressCodec.decode(bytes), DEFAULTS);
-      if (v.kind === 'workload') state.upsertWorkload(v.workload, false);
-      else state.upsertService(v.service, false);
+/** The cluster as xDS would deliver it: delta responses (wire bytes) of `batchSize` resources, each service then its pods. */
+export function* encodedResponses(c: ClusterShape, batchSize = 1000): Generator<Uint8Array> {
+  let resources: XdsResource[] = [];
+  let nonce = 0;
+  const flush = () => {
+    const bytes = DeltaDiscoveryResponseCodec.encode({ typeUrl: ADDRESS_TYPE_URL, resources, removedResources: [], nonce: `n${++nonce}`, systemVersionInfo: '' });
+    resources = [];
+    return bytes;
+  };
+  for (let s = 0; s < c.services; s++) {
+    const svc = expectedService(c, s);
+    resources.push(resource(svc.key, AddressCodec.encode(syntheticService(c, s)), [`/${svc.vip}`]));
+    const end = Math.min(c.workloads, (s + 1) * PODS_PER_SERVICE);
+    for (let i = s * PODS_PER_SERVICE; i < end; i++) {
+      const w = expectedWorkload(c, i);
+      resources.push(resource(w.uid, AddressCodec.encode(syntheticWorkload(c, i)), [`/${w.ip}`]));
     }
+    if (resources.length >= batchSize) yield flush();
   }
-  state.emit('change');
+  if (resources.length) yield flush();
+}
+
+const silent = pino({ level: 'silent' });
+
+/** An XdsClient (wildcard, as ztunnel runs by default) over `state`, never started: `fill` hands it its responses. */
+export function benchClient(state: ProxyState): XdsClient {
+  return new XdsClient(
+    { address: '127.0.0.1:1', node: { ip: '10.0.0.100', podName: 'ztunnel-bench', podNamespace: 'istio-system', nodeName: 'node-0', clusterId: DEFAULTS.clusterId }, onDemand: false, defaults: DEFAULTS },
+    state,
+    silent,
+  );
+}
+
+// What the gRPC stream hands the client for each message it receives.
+const deserialize = AggregatedDiscoveryServiceDefinition.deltaAggregatedResources.responseDeserialize as (b: Buffer) => DeltaDiscoveryResponse;
+
+/** Hands the client each response as its stream would; throws if it NACKed any. Nothing of the input is kept. */
+export function fill(client: XdsClient, c: ClusterShape): void {
+  const nacks = client.stats.nacks;
+  for (const bytes of encodedResponses(c)) client.handle(deserialize(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)));
+  if (client.stats.nacks !== nacks) throw new Error(`the client rejected ${client.stats.nacks - nacks} response(s)`);
 }
 
 async function settledHeapUsed(): Promise<number> {
@@ -127,13 +152,17 @@ async function settledHeapUsed(): Promise<number> {
 export async function runStateHeap(workloads: number): Promise<StateHeapResult> {
   const shape = clusterShape(workloads);
   // Warm up with a cluster that shares no names, so compiled code and lazily built codecs land in the baseline.
-  let warm: ProxyState | undefined = new ProxyState();
+  let warm: XdsClient | undefined = benchClient(new ProxyState());
   fill(warm, clusterShape(2000, 'warm'));
+  warm.close();
   warm = undefined;
+  // The client's fixed cost (its gRPC channel, not connected) is in the baseline too.
   const state = new ProxyState();
+  const client = benchClient(state);
   const before = await settledHeapUsed();
-  fill(state, shape);
+  fill(client, shape);
   const after = await settledHeapUsed();
+  client.close();
   if (state.workloads.size !== shape.workloads || state.services.size !== shape.services) {
     throw new Error(`state holds ${state.workloads.size} workloads and ${state.services.size} services, expected ${shape.workloads} and ${shape.services}`);
   }

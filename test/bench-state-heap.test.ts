@@ -1,10 +1,11 @@
-// The state-heap benchmark (bench/state-heap.ts): its synthetic cluster converts and makes a working state, and the
-// measurement runs and reports a well-formed result. Sizes are measured by the benchmark, never asserted here.
+// The state-heap benchmark (bench/state-heap.ts): its synthetic cluster converts, the XdsClient accepts it as delta
+// responses and makes a working state of it, and the measurement runs and reports a well-formed result. Sizes are
+// measured by the benchmark, never asserted here.
 import test from 'ava';
 import {
-  clusterShape, DEFAULTS, expectedService, expectedWorkload, fill, measureStateHeap, syntheticService, syntheticWorkload,
+  benchClient, clusterShape, DEFAULTS, expectedService, expectedWorkload, fill, measureStateHeap, syntheticService, syntheticWorkload,
 } from '../bench/state-heap.js';
-import { AddressCodec } from '../protos/index.js';
+import { ADDRESS_TYPE_URL, AddressCodec } from '../protos/index.js';
 import { route } from '../ztunnel/proxy/route.js';
 import { ProxyState } from '../ztunnel/state/index.js';
 import { convertAddress } from '../ztunnel/xds/convert.js';
@@ -23,9 +24,16 @@ test('synthetic addresses convert as xDS would deliver them', (t) => {
   t.like(s.service, { hostname: expectedService(shape, 4).hostname, vips: [{ network: '', address: expectedService(shape, 4).vip }] });
 });
 
-test('the filled state answers lookups by IP, uid and service VIP', (t) => {
+test('the client accepts the cluster as delta responses; the state answers lookups by IP, uid and service VIP', (t) => {
   const state = new ProxyState();
-  fill(state, shape);
+  const client = benchClient(state);
+  t.teardown(() => client.close());
+  fill(client, shape);
+  t.like(client.stats, { acks: 2, nacks: 0, connects: 0 });
+  const known = client.known(ADDRESS_TYPE_URL);
+  t.is(Object.keys(known).length, 1000 + shape.services);
+  t.regex(known[expectedWorkload(shape, 537).uid]!, /^[\w-]{16}$/);
+  t.regex(known[expectedService(shape, 53).key]!, /^[\w-]{16}$/);
   t.is(state.workloads.size, 1000);
   t.is(state.services.size, shape.services);
   for (const i of [0, 9, 10, 537, 999]) {

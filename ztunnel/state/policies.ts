@@ -1,3 +1,4 @@
+import { flat } from './intern.js';
 import { policyKey, type Authorization, type Workload } from './types.js';
 
 /** Authorization policies by key, with the global and per-namespace ones indexed for lookup. */
@@ -11,8 +12,9 @@ export class PolicyStore {
   }
 
   upsert(p: Authorization): void {
-    this.remove(policyKey(p));
-    this.byKey.set(policyKey(p), p);
+    const key = flat(policyKey(p));
+    this.remove(key);
+    this.byKey.set(key, p);
     if (p.scope === 'Global') this.global.add(p);
     else if (p.scope === 'Namespace') {
       let set = this.byNamespace.get(p.namespace);

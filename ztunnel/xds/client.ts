@@ -14,6 +14,7 @@ import {
 } from '../../protos/xds.js';
 import { canonicalIp } from '../net/ip.js';
 import type { AddressResolver, ProxyState } from '../state/index.js';
+import { flat, intern } from '../state/intern.js';
 import { policyKey, serviceKey, type Authorization } from '../state/types.js';
 import { convertAddress, convertAuthorization, type ConvertDefaults, type ConvertedAddress } from './convert.js';
 
@@ -54,6 +55,8 @@ export function nodeId(n: XdsNodeInfo): string {
   return `ztunnel~${n.ip}~${n.podName}.${n.podNamespace}~${n.podNamespace}.svc.cluster.local`;
 }
 
+/** An address resource held under a name other than its own key: the state key (`w:<uid>` | `s:<ns>/<hostname>`) and
+ *  the version. */
 type Entry = { key: string; version: string };
 type Waiter = { network: string; ip: string; done: () => void };
 
@@ -71,13 +74,28 @@ export class XdsClient extends EventEmitter<XdsClientEvents> implements AddressR
   private retryTimer?: NodeJS.Timeout;
   private sweepTimer?: NodeJS.Timeout;
   private backoffMs: number;
-  /** Address resource name -> state key (`w:<uid>` | `s:<ns>/<hostname>`) and version; several names may share a key. */
-  private readonly addresses = new Map<string, Entry>();
-  private readonly namesByKey = new Map<string, Set<string>>();
-  /** Authorization resource name -> policy key and version. */
-  private readonly policies = new Map<string, Entry>();
-  /** On-demand: explicitly subscribed address names and when they were last used. */
+  // What we hold of each address resource: its version (sent back in initial_resource_versions on reconnect) and which
+  // state entry it carries. This is per known workload, so it is kept small: a resource named by its own key (as istiod
+  // names workloads by uid and services by `ns/hostname`) is one map entry whose key is the state's own string and whose
+  // value is the flat version; only names that differ from their key (several names may share a key) keep more.
+  /** Workload resources named by the workload's uid: uid (the state's string) -> version. */
+  private readonly workloadNames = new Map<string, string>();
+  /** Service resources named by the service key: key (the state's interned string) -> version. */
+  private readonly serviceNames = new Map<string, string>();
+  /** Address resources under any other name: name -> state key and version. */
+  private readonly otherNames = new Map<string, Entry>();
+  /** State key -> the names in `otherNames` that refer to it: one name, or an array of several. */
+  private readonly otherNamesByKey = new Map<string, string | string[]>();
+  /** Authorization resource name -> version. */
+  private readonly policies = new Map<string, string>();
+  /** Authorization resource names that differ from their policy's `ns/name` -> that key. */
+  private readonly policyKeys = new Map<string, string>();
+  /** The last version string kept: a server that versions many resources alike (e.g. by push) shares one copy. */
+  private lastVersion = '';
+  /** On-demand: explicitly subscribed address names and when they were last used (ms since `epoch`: small integers,
+   *  stored unboxed). */
   private readonly demanded = new Map<string, number>();
+  private readonly epoch = Date.now();
   private readonly pinned = new Set<string>();
   private readonly waiters = new Map<string, Set<Waiter>>();
   private readonly expected: Set<string>;
@@ -130,8 +148,20 @@ export class XdsClient extends EventEmitter<XdsClientEvents> implements AddressR
 
   /** Names and versions we hold, per type (what `initial_resource_versions` carries on reconnect). */
   known(typeUrl: string): Record<string, string> {
-    const map = typeUrl === ADDRESS_TYPE_URL ? this.addresses : this.policies;
-    return Object.fromEntries([...map].map(([name, e]) => [name, e.version]));
+    const out: Record<string, string> = {};
+    if (typeUrl === ADDRESS_TYPE_URL) {
+      for (const [name, version] of this.workloadNames) out[name] = version;
+      for (const [name, version] of this.serviceNames) out[name] = version;
+      for (const [name, e] of this.otherNames) out[name] = e.version;
+    } else if (typeUrl === AUTHORIZATION_TYPE_URL) {
+      for (const [name, version] of this.policies) out[name] = version;
+    }
+    return out;
+  }
+
+  /** How many resources we hold (all types). */
+  private knownCount(): number {
+    return this.workloadNames.size + this.serviceNames.size + this.otherNames.size + this.policies.size;
   }
 
   subscriptions(): string[] {
@@ -204,7 +234,7 @@ export class XdsClient extends EventEmitter<XdsClientEvents> implements AddressR
     call.on('error', (e: grpc.ServiceError) => ended(`${grpc.status[e.code] ?? e.code}: ${e.details || e.message}`));
     call.on('end', () => ended('stream closed by server'));
     for (const t of [ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL]) call.write(this.initialRequest(t));
-    this.log.info({ address: this.opts.address, onDemand: this.opts.onDemand, known: this.addresses.size + this.policies.size }, 'xds stream started');
+    this.log.info({ address: this.opts.address, onDemand: this.opts.onDemand, known: this.knownCount() }, 'xds stream started');
     this.emit('connected');
   }
 
@@ -214,7 +244,8 @@ export class XdsClient extends EventEmitter<XdsClientEvents> implements AddressR
 
   // ------------------------------------------------------------ responses
 
-  private handle(res: DeltaDiscoveryResponse): void {
+  /** Applies one response as the stream delivered it and ACKs or NACKs it (on the stream, if one is open). */
+  handle(res: DeltaDiscoveryResponse): void {
     const { typeUrl, nonce } = res;
     let reason: string | undefined;
     try {
@@ -260,18 +291,35 @@ export class XdsClient extends EventEmitter<XdsClientEvents> implements AddressR
     return out;
   }
 
+  /** A version as we keep it: flat (decoded strings are chains of pieces), and one copy for a run of equal versions. */
+  private keepVersion(v: string): string {
+    if (v !== this.lastVersion) this.lastVersion = flat(v);
+    return this.lastVersion;
+  }
+
   private applyAddresses(res: DeltaDiscoveryResponse): void {
     const converted = this.convertAll<ConvertedAddress>(res.resources, ADDRESS_TYPE_URL, (b) => convertAddress(AddressCodec.decode(b), this.opts.defaults));
     for (const name of res.removedResources) this.detach(name);
     for (const { r, v } of converted) {
-      const key = v.kind === 'workload' ? `w:${v.workload.uid}` : `s:${serviceKey(v.service)}`;
-      const old = this.addresses.get(r.name);
-      if (old && old.key !== key) this.detach(r.name);
-      this.addresses.set(r.name, { key, version: r.version });
-      let names = this.namesByKey.get(key);
-      if (!names) this.namesByKey.set(key, (names = new Set()));
-      names.add(r.name);
-      if (v.kind === 'workload') this.state.upsertWorkload(v.workload, false);
+      const isWorkload = v.kind === 'workload';
+      // The uid is the state's flat string; the service key the same interned string the service store keys by.
+      const id = isWorkload ? v.workload.uid : intern(serviceKey(v.service));
+      const version = this.keepVersion(r.version);
+      const own = isWorkload ? this.workloadNames : this.serviceNames;
+      if (r.name === id) {
+        // Named by its own key (the usual case). If the name carried something else until now, that may go.
+        if (!own.delete(id)) {
+          const old = this.unlink(r.name);
+          if (old !== undefined) this.release(old);
+        }
+        own.set(id, version);
+      } else {
+        const key = (isWorkload ? 'w:' : 's:') + id;
+        const old = this.unlink(r.name);
+        if (old !== undefined && old !== key) this.release(old);
+        this.linkOther(flat(r.name), key, version);
+      }
+      if (isWorkload) this.state.upsertWorkload(v.workload, false);
       else this.state.upsertService(v.service, false);
     }
     this.state.emit('change');
@@ -282,31 +330,65 @@ export class XdsClient extends EventEmitter<XdsClientEvents> implements AddressR
     }
   }
 
+  /** The names that refer to a state key. */
+  private namesOf(key: string): string[] {
+    const id = key.slice(2);
+    const own = (key.startsWith('w:') ? this.workloadNames : this.serviceNames).has(id) ? [id] : [];
+    const others = this.otherNamesByKey.get(key);
+    return others === undefined ? own : own.concat(others);
+  }
+
+  private linkOther(name: string, key: string, version: string): void {
+    this.otherNames.set(name, { key, version });
+    const others = this.otherNamesByKey.get(key);
+    this.otherNamesByKey.set(key, others === undefined ? name : typeof others === 'string' ? [others, name] : [...others, name]);
+  }
+
+  /** Forgets an address name, leaving the state alone; returns the key it referred to. */
+  private unlink(name: string): string | undefined {
+    // Deleted rather than overwritten: a map keeps its first key string, and the new one is the state's current string.
+    if (this.workloadNames.delete(name)) return `w:${name}`;
+    if (this.serviceNames.delete(name)) return `s:${name}`;
+    const e = this.otherNames.get(name);
+    if (!e) return undefined;
+    this.otherNames.delete(name);
+    const others = this.otherNamesByKey.get(e.key);
+    const rest = (typeof others === 'string' ? [others] : (others ?? [])).filter((n) => n !== name);
+    if (rest.length === 0) this.otherNamesByKey.delete(e.key);
+    else this.otherNamesByKey.set(e.key, rest.length === 1 ? rest[0]! : rest);
+    return e.key;
+  }
+
+  /** Removes a state entry that no name refers to any more. */
+  private release(key: string): void {
+    if (this.namesOf(key).length) return;
+    if (key.startsWith('w:')) this.state.removeWorkload(key.slice(2), false);
+    else this.state.removeService(key.slice(2), false);
+  }
+
   /** Forget an address name; the state entry goes when no other name refers to it. */
   private detach(name: string): void {
-    const e = this.addresses.get(name);
-    if (!e) return;
-    this.addresses.delete(name);
-    const names = this.namesByKey.get(e.key);
-    names?.delete(name);
-    if (names?.size) return;
-    this.namesByKey.delete(e.key);
-    if (e.key.startsWith('w:')) this.state.removeWorkload(e.key.slice(2), false);
-    else this.state.removeService(e.key.slice(2), false);
+    const key = this.unlink(name);
+    if (key !== undefined) this.release(key);
   }
 
   private applyPolicies(res: DeltaDiscoveryResponse): void {
     const converted = this.convertAll<Authorization>(res.resources, AUTHORIZATION_TYPE_URL, (b) => convertAuthorization(AuthorizationCodec.decode(b)));
     for (const name of res.removedResources) {
-      const e = this.policies.get(name);
+      const key = this.policyKeys.get(name) ?? name;
       this.policies.delete(name);
-      this.state.removePolicy(e?.key ?? name, false);
+      this.policyKeys.delete(name);
+      this.state.removePolicy(key, false);
     }
     for (const { r, v } of converted) {
       const key = policyKey(v);
-      const old = this.policies.get(r.name);
-      if (old && old.key !== key) this.state.removePolicy(old.key, false);
-      this.policies.set(r.name, { key, version: r.version });
+      const oldKey = this.policies.has(r.name) ? (this.policyKeys.get(r.name) ?? r.name) : undefined;
+      if (oldKey !== undefined && oldKey !== key) this.state.removePolicy(oldKey, false);
+      const name = flat(r.name);
+      this.policies.delete(name);
+      this.policies.set(name, this.keepVersion(r.version));
+      if (key === name) this.policyKeys.delete(name);
+      else this.policyKeys.set(name, flat(key));
       this.state.upsertPolicy(v, false);
     }
     this.state.emit('change');
@@ -326,7 +408,7 @@ export class XdsClient extends EventEmitter<XdsClientEvents> implements AddressR
     if (!this.opts.onDemand || this.closed || this.state.findDestination(network, ip)) return Promise.resolve();
     const name = `${network}/${ip}`;
     const isNew = !this.demanded.has(name);
-    this.demanded.set(name, Date.now());
+    this.demanded.set(isNew ? flat(name) : name, Date.now() - this.epoch);
     if (isNew) {
       this.log.debug({ name }, 'xds: on-demand subscribe');
       this.send({ typeUrl: ADDRESS_TYPE_URL, resourceNamesSubscribe: [name] });
@@ -353,7 +435,7 @@ export class XdsClient extends EventEmitter<XdsClientEvents> implements AddressR
 
   touch(network: string, ip: string): void {
     const name = `${network}/${canonicalIp(ip)}`;
-    if (this.demanded.has(name)) this.demanded.set(name, Date.now());
+    if (this.demanded.has(name)) this.demanded.set(name, Date.now() - this.epoch);
   }
 
   pin(name: string): void {
@@ -369,7 +451,7 @@ export class XdsClient extends EventEmitter<XdsClientEvents> implements AddressR
 
   /** Drop on-demand subscriptions unused for `idleMs`, and what they brought into the state. */
   sweep(idleMs: number): void {
-    const cutoff = Date.now() - idleMs;
+    const cutoff = Date.now() - this.epoch - idleMs;
     const drop: string[] = [];
     for (const [name, last] of this.demanded) {
       if (last > cutoff || this.waiters.has(name) || this.pinned.has(name)) continue;
@@ -379,7 +461,7 @@ export class XdsClient extends EventEmitter<XdsClientEvents> implements AddressR
       const slash = name.lastIndexOf('/');
       const dest = this.state.findDestination(name.slice(0, slash), name.slice(slash + 1));
       const key = dest ? (dest.kind === 'workload' ? `w:${dest.workload.uid}` : `s:${serviceKey(dest.service)}`) : undefined;
-      for (const n of key ? [...(this.namesByKey.get(key) ?? [])] : [name]) {
+      for (const n of key ? this.namesOf(key) : [name]) {
         if (this.pinned.has(n) || (n !== name && this.demanded.has(n))) continue;
         if (n !== name) drop.push(n);
         this.detach(n);

@@ -108,10 +108,12 @@ export function convertAddress(a: pb.Address, d: ConvertDefaults): ConvertedAddr
   fail('address', 'neither workload nor service is set');
 }
 
+// Policies are kept as long as they exist, like workloads: their strings are flattened, and those that recur across
+// policies (namespaces, principals, service accounts) interned.
 function stringMatch(m: pb.StringMatch, path: string): StringMatch {
-  if (m.exact !== undefined) return { exact: m.exact };
-  if (m.prefix !== undefined) return { prefix: m.prefix };
-  if (m.suffix !== undefined) return { suffix: m.suffix };
+  if (m.exact !== undefined) return { exact: intern(m.exact) };
+  if (m.prefix !== undefined) return { prefix: intern(m.prefix) };
+  if (m.suffix !== undefined) return { suffix: intern(m.suffix) };
   if (m.presence !== undefined) return { presence: true };
   fail(path, 'no match type set');
 }
@@ -130,7 +132,7 @@ function rbacMatch(m: pb.Match, path: string): RbacMatch {
   const cidrs = (xs: pb.AuthzAddress[], k: string) => xs.map((x, i) => cidr(x, `${path}.${k}[${i}]`));
   const ports = (xs: number[], k: string) => xs.map((x, i) => port(x, `${path}.${k}[${i}]`));
   const sas = (xs: pb.ServiceAccountMatch[], k: string): ServiceAccountMatch[] =>
-    xs.map((x, i) => ({ namespace: x.namespace, serviceAccount: nonEmpty(x.serviceAccount, `${path}.${k}[${i}].serviceAccount`) }));
+    xs.map((x, i) => ({ namespace: intern(x.namespace), serviceAccount: intern(nonEmpty(x.serviceAccount, `${path}.${k}[${i}].serviceAccount`)) }));
   return {
     namespaces: strings(m.namespaces, 'namespaces'), notNamespaces: strings(m.notNamespaces, 'notNamespaces'),
     principals: strings(m.principals, 'principals'), notPrincipals: strings(m.notPrincipals, 'notPrincipals'),
@@ -143,8 +145,8 @@ function rbacMatch(m: pb.Match, path: string): RbacMatch {
 
 export function convertAuthorization(p: pb.Authorization, path = 'authorization'): Authorization {
   return {
-    name: nonEmpty(p.name, `${path}.name`),
-    namespace: p.namespace,
+    name: flat(nonEmpty(p.name, `${path}.name`)),
+    namespace: intern(p.namespace),
     scope: enumName<RbacScope>(p.scope, `${path}.scope`, { GLOBAL: 'Global', NAMESPACE: 'Namespace', WORKLOAD_SELECTOR: 'WorkloadSelector' }),
     action: enumName<RbacAction>(p.action, `${path}.action`, { ALLOW: 'Allow', DENY: 'Deny' }),
     rules: p.rules.map((r, ri) =>
