@@ -26,7 +26,8 @@ export class HboneServer {
     private readonly onStream: StreamHandler,
     private readonly log: Logger,
   ) {
-    this.tls = tls.createServer(serverTlsOptions(cert), (s) => this.accept(s));
+    // noDelay: small frames (a request, a reply, a WINDOW_UPDATE) must not wait behind Nagle for the peer's ACK.
+    this.tls = tls.createServer({ ...serverTlsOptions(cert), noDelay: true }, (s) => this.accept(s));
     this.tls.on('tlsClientError', (err, s) => {
       log.warn({ 'src.addr': `${s.remoteAddress}:${s.remotePort}`, err: err.message }, 'HBONE handshake failed');
     });
