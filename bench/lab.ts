@@ -38,6 +38,11 @@ export class BenchLab {
 
   async start(): Promise<void> {
     await this.cluster.start();
+    // A connection-rate run opens tens of thousands of connections; without reuse, the closed ones would sit in
+    // TIME_WAIT and exhaust the client's ephemeral ports within seconds (the rate then collapses for every mode).
+    for (const { ns } of [...this.cluster.allNodes(), ...this.cluster.allPods()]) {
+      ns.exec('sysctl', '-q', '-w', 'net.ipv4.tcp_tw_reuse=1', 'net.ipv4.ip_local_port_range=10000 65000');
+    }
     for (const pod of ['server', 'server-plain']) {
       const ns = this.cluster.pod(pod).ns;
       this.children.push((await startIn(ns, 'iperf3', ['-s', '--forceflush', '-p', String(PORT.iperf)], /Server listening/)).child);
