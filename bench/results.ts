@@ -52,8 +52,8 @@ export interface LatencyResult {
   p99: number;
   p999: number;
   max: number;
-  /** How late the load generator itself sent requests (ms, p50/p99): its timers tick in whole milliseconds. The
-   *  same lag is inside every mode's figures, so "latency added" (ambit minus direct) cancels it out. */
+  /** How much later than it could have the load generator itself sent requests (ms, p50/p99): its timers tick in
+   *  whole milliseconds. Measured per request and already subtracted from the percentiles above. */
   sendLagP50?: number;
   sendLagP99?: number;
 }

@@ -227,7 +227,7 @@ test('markdown: machine CPU during throughput runs and the generator send lag ar
   r.latency[1] = { ...r.latency[1]!, sendLagP99: 1.0504 };
   const md = renderMarkdown(r, []);
   t.regex(md, /Machine CPU busy during each run \(all cores\): ambit 1: 97%\./);
-  t.regex(md, /send lag at p99 \(ms, inside every figure above\): ambit 1\.050\./);
+  t.regex(md, /send lag at p99 \(ms, already taken out of the figures above\): ambit 1\.050\./);
 });
 
 test('markdown: quick mode warns, missing figures say so, text cannot break the table', (t) => {

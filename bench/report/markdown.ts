@@ -91,7 +91,7 @@ function latency(r: BenchResults): string {
     out.push('', `### ${fixed(rate, 0)} req/s`, '', table(['Percentile', ...MODE_HEADER, 'added by ambit (ms)'], rows),
       '', `Achieved req/s: ${achieved}.`);
     const lag = at.filter((x) => x.sendLagP99 !== undefined).map((x) => `${x.mode} ${fixed(x.sendLagP99!, 3)}`);
-    if (lag.length) out.push('', `Load generator's own send lag at p99 (ms, inside every figure above): ${lag.join(', ')}.`);
+    if (lag.length) out.push('', `Load generator's own send lag at p99 (ms, already taken out of the figures above): ${lag.join(', ')}.`);
     const errors = errorLines(at, () => `at ${fixed(rate, 0)} req/s`);
     if (errors.length) out.push('', ...errors);
   }

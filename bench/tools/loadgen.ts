@@ -7,7 +7,9 @@
 // latency is open loop: request i is due at start + i/R whatever happened before, requests go round-robin to C
 // persistent connections (one outstanding per connection, the rest queue), and latency runs from the due time to
 // the end of the echoed response. A stalled connection therefore charges its delay to every request queued behind
-// it, which is the correction for coordinated omission.
+// it, which is the correction for coordinated omission. What is taken out is this generator's own lateness: its
+// timers tick in whole milliseconds, so a request may go out after the moment it could have (the later of its due
+// time and its connection becoming free); that lag is measured per request, subtracted, and reported on its own.
 import net from 'node:net';
 import { summarize } from '../stats.js';
 
@@ -53,7 +55,7 @@ async function latency(host: string, port: number, f: Map<string, number>) {
   const total = Math.floor((warmup + seconds) * rate);
   const skip = Math.floor(warmup * rate);
   const samples = new Float64Array(total - skip);
-  const lags = new Float64Array(total - skip); // how late this generator itself put each request on the wire
+  const lags = new Float64Array(total - skip);
   let recorded = 0;
   let lagged = 0;
   let completed = 0;
@@ -63,18 +65,21 @@ async function latency(host: string, port: number, f: Map<string, number>) {
     sock: net.Socket;
     queue: number[]; // due times (ns) of requests waiting for this connection
     inflightDue: number; // due time of the request on the wire, -1 when idle
+    inflightLag: number; // how much later than it could have this generator sent it (ns)
+    freeSince: number; // when the connection last became free (ns)
     inflightIndex: number;
     pending: number[]; // request indexes matching queue
     got: number;
   }
   const conns: Conn[] = [];
-  for (let i = 0; i < nconn; i++) conns.push({ sock: await connect(host, port), queue: [], pending: [], inflightDue: -1, inflightIndex: -1, got: 0 });
+  for (let i = 0; i < nconn; i++) conns.push({ sock: await connect(host, port), queue: [], pending: [], inflightDue: -1, inflightLag: 0, inflightIndex: -1, freeSince: 0, got: 0 });
 
   const sendNext = (c: Conn) => {
     if (c.inflightDue >= 0 || c.queue.length === 0) return;
     c.inflightDue = c.queue.shift()!;
     c.inflightIndex = c.pending.shift()!;
-    if (c.inflightIndex >= skip) lags[lagged++] = (nowNs() - c.inflightDue) / 1e6;
+    c.inflightLag = nowNs() - Math.max(c.inflightDue, c.freeSince);
+    if (c.inflightIndex >= skip) lags[lagged++] = c.inflightLag / 1e6;
     c.sock.write(payload);
   };
   let done!: () => void;
@@ -84,7 +89,8 @@ async function latency(host: string, port: number, f: Map<string, number>) {
       c.got += chunk.length;
       while (c.got >= size && c.inflightDue >= 0) {
         c.got -= size;
-        if (c.inflightIndex >= skip) samples[recorded++] = (nowNs() - c.inflightDue) / 1e6;
+        c.freeSince = nowNs();
+        if (c.inflightIndex >= skip) samples[recorded++] = (c.freeSince - c.inflightDue - c.inflightLag) / 1e6;
         c.inflightDue = -1;
         if (++completed + errors === total) done();
         sendNext(c);
