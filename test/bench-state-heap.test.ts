@@ -8,6 +8,7 @@ import {
 import { ADDRESS_TYPE_URL, AddressCodec } from '../protos/index.js';
 import { route } from '../ztunnel/proxy/route.js';
 import { ProxyState } from '../ztunnel/state/index.js';
+import { ProfiledWorkload } from '../ztunnel/state/profiled-workload.js';
 import { convertAddress } from '../ztunnel/xds/convert.js';
 
 const shape = clusterShape(1000);
@@ -50,6 +51,13 @@ test('the client accepts the cluster as delta responses; the state answers looku
     const r = route(state, '', svc.vip, 80, () => 0);
     t.like(r, { kind: 'hbone', targetPort: 8080, service: byVip.service });
   }
+  // The replicas of a deployment share one profile; another deployment has its own.
+  const profileOf = (i: number) => {
+    const w = state.workloads.get(expectedWorkload(shape, i).uid);
+    return w instanceof ProfiledWorkload ? w.profile : t.fail(`pod ${i} is not a ProfiledWorkload`);
+  };
+  for (const i of [11, 15, 19]) t.is(profileOf(i), profileOf(10), `pod ${i} shares pod 10's profile`);
+  t.not(profileOf(9), profileOf(10));
 });
 
 test('measureStateHeap runs the benchmark in a fresh process and returns a well-formed result', async (t) => {

@@ -1,7 +1,9 @@
 // Unit tests for the state stores (workloads, services, policies, ProxyState) and pure outbound routing.
 import test from 'ava';
 import { ProxyState } from '../ztunnel/state/index.js';
+import { contentHash, sharedPortMap, sharedProfile, sharedServicePorts, sharedStrings } from '../ztunnel/state/intern.js';
 import { PolicyStore } from '../ztunnel/state/policies.js';
+import { ProfiledWorkload } from '../ztunnel/state/profiled-workload.js';
 import { ServiceStore } from '../ztunnel/state/services.js';
 import { WorkloadStore } from '../ztunnel/state/workloads.js';
 import type { Authorization, Service, Workload } from '../ztunnel/state/types.js';
@@ -416,4 +418,75 @@ test('routeToService: the network argument selects endpoints', (t) => {
   const state = mesh(far);
   t.like(routeToService(state, state.services.get(SVC)!, 80, 'net2', picker(0)), { kind: 'hbone', targetIp: '10.0.0.3' });
   t.like(routeToService(state, state.services.get(SVC)!, 80, '', picker(0)), { kind: 'reject' });
+});
+
+// ---------------------------------------------------------------- profiled workloads and shared values
+
+/** What wl(name, over) describes, as xDS conversion keeps it: a ProfiledWorkload with a shared profile. */
+function profiled(name: string, over: Partial<Workload> = {}): ProfiledWorkload {
+  const w = wl(name, over);
+  const profile = sharedProfile({
+    namespace: w.namespace, serviceAccount: w.serviceAccount, trustDomain: w.trustDomain, network: w.network, protocol: w.protocol,
+    hostname: w.hostname, canonicalName: w.canonicalName === name ? '' : w.canonicalName, canonicalRevision: w.canonicalRevision,
+    workloadName: w.workloadName === name ? '' : w.workloadName, workloadType: w.workloadType, clusterId: w.clusterId, status: w.status,
+    authorizationPolicies: sharedStrings(w.authorizationPolicies), services: sharedServicePorts([...w.services]),
+  });
+  return new ProfiledWorkload(w.uid, w.name, w.workloadIps, w.node, profile);
+}
+
+const WORKLOAD_FIELDS = [
+  'uid', 'name', 'namespace', 'serviceAccount', 'trustDomain', 'workloadIps', 'network', 'protocol', 'node', 'hostname', 'canonicalName',
+  'canonicalRevision', 'workloadName', 'workloadType', 'clusterId', 'status', 'authorizationPolicies', 'services',
+] as const;
+const fieldsOf = (w: Workload) => Object.fromEntries(WORKLOAD_FIELDS.map((k) => [k, w[k]]));
+
+test('ProfiledWorkload: reads as the plain workload it stands for; replicas share one frozen profile', (t) => {
+  const over: Partial<Workload> = { workloadIps: ['10.0.0.1'], node: 'node-b', canonicalName: 'api', workloadName: 'api', authorizationPolicies: ['shop/p'], services: serves([80, 8080]) };
+  const a = profiled('api-1', over);
+  t.deepEqual(fieldsOf(a), fieldsOf(wl('api-1', over)));
+  const b = profiled('api-2', { ...over, workloadIps: ['10.0.0.2'], node: 'node-c' });
+  t.is(b.profile, a.profile, 'uid, name, addresses and node are the replica\'s own');
+  t.true(Object.isFrozen(a.profile));
+  t.not(profiled('api-3', { ...over, status: 'Unhealthy' }).profile, a.profile);
+  t.not(profiled('api-4', { ...over, services: serves([80, 9090]) }).profile, a.profile);
+  // Names left empty by xDS default to the workload's own name, which differs per replica.
+  const c = profiled('solo-1');
+  const d = profiled('solo-2');
+  t.is(c.profile, d.profile);
+  t.deepEqual([c.canonicalName, c.workloadName, d.canonicalName, d.workloadName], ['solo-1', 'solo-1', 'solo-2', 'solo-2']);
+  t.deepEqual(fieldsOf(c), fieldsOf(wl('solo-1')));
+});
+
+test('ProfiledWorkload: the state indexes and routes it as it does a plain workload', (t) => {
+  const a = profiled('a', { workloadIps: ['10.0.0.1'], services: serves([80, 8080]) });
+  const b = profiled('b', { workloadIps: ['10.0.0.2'], services: serves([80, 8080]), status: 'Unhealthy' });
+  const state = mesh(a, b);
+  t.is(state.workloads.get(a.uid), a);
+  t.is(state.findDestination('', '10.0.0.2')?.kind, 'workload');
+  t.deepEqual([...state.endpointsOf(state.services.get(SVC)!)].map((e) => e.workload.name).sort(), ['a', 'b']);
+  t.like(route(state, '', '10.96.0.10', 80, picker(0)), {
+    kind: 'hbone', targetIp: '10.0.0.1', targetPort: 8080, expectedIdentities: ['spiffe://cluster.local/ns/shop/sa/api', 'spiffe://cluster.local/ns/shop/sa/api-svc'],
+  });
+  state.removeWorkload(a.uid);
+  t.is(state.findDestination('', '10.0.0.1'), undefined);
+  t.like(route(state, '', '10.96.0.10', 80, picker(0)), { kind: 'reject' });
+});
+
+test('shared values: one per content, also when two contents have the same hash', (t) => {
+  // Two policy lists whose contents collide in the pools' hash.
+  const [x, y] = [['shop/p139599'], ['shop/p322382']];
+  t.is(contentHash(x), contentHash(y));
+  const a = sharedStrings(x);
+  const b = sharedStrings(y);
+  t.deepEqual([a, b], [x, y]);
+  t.is(sharedStrings([...x]), a);
+  t.is(sharedStrings([...y]), b);
+  t.true(Object.isFrozen(a) && Object.isFrozen(b));
+  t.not(sharedStrings(['shop/a', 'shop/b']), sharedStrings(['shop/b', 'shop/a']));
+  const p80 = sharedPortMap([[80, 8080]]);
+  t.is(sharedPortMap([[80, 8080]]), p80);
+  t.deepEqual([...p80], [[80, 8080]]);
+  t.not(sharedPortMap([[80, 8080], [81, 0]]), p80);
+  t.is(sharedServicePorts([[SVC, p80]]), sharedServicePorts([[SVC, sharedPortMap([[80, 8080]])]]));
+  t.not(sharedServicePorts([[SVC, p80]]), sharedServicePorts([[SVC, sharedPortMap([[80, 9090]])]]));
 });

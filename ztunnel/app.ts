@@ -161,7 +161,14 @@ export class Ztunnel {
   configDump(): unknown {
     const portMaps = (m: ReadonlyMap<string, ReadonlyMap<number, number>>) => Object.fromEntries([...m].map(([k, v]) => [k, Object.fromEntries(v)]));
     return {
-      workloads: [...this.state.workloads.all()].map((w) => ({ ...w, services: portMaps(w.services) })),
+      // Field by field, in the Workload interface's order: a workload from xDS reads most fields from a shared profile.
+      workloads: [...this.state.workloads.all()].map((w) => ({
+        uid: w.uid, name: w.name, namespace: w.namespace, serviceAccount: w.serviceAccount, trustDomain: w.trustDomain,
+        workloadIps: w.workloadIps, network: w.network, protocol: w.protocol, node: w.node, hostname: w.hostname,
+        canonicalName: w.canonicalName, canonicalRevision: w.canonicalRevision, workloadName: w.workloadName,
+        workloadType: w.workloadType, clusterId: w.clusterId, status: w.status, authorizationPolicies: w.authorizationPolicies,
+        services: portMaps(w.services),
+      })),
       services: [...this.state.services.all()].map((s) => ({
         ...s,
         vips: s.vips.map((v) => `${v.network}/${v.address}`),

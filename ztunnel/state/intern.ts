@@ -1,11 +1,13 @@
 // Keeping the state small: most fields of a workload repeat across many workloads (namespace, node, service account,
-// trust domain, its port maps), so each distinct value is stored once and shared. Shared values are never mutated.
+// trust domain, its port maps; all but a few fields across a deployment's replicas), so each distinct value is stored
+// once and shared. Shared values are never mutated.
 //
 // Strings decoded by protobufjs are built by concatenation, which V8 keeps as a chain of small pieces (several hundred
 // bytes for a 60-character uid); whatever the state keeps is copied into one flat string first.
+import type { WorkloadProfile } from './profiled-workload.js';
 import type { PortMap } from './types.js';
 
-/** Past this many distinct values the pool of shared objects starts over: stale values then cost nothing, and sharing
+/** Past this many distinct values the pools of shared objects start over: stale values then cost nothing, and sharing
  *  resumes as values recur. */
 const MAX_POOL = 1 << 17;
 
@@ -31,34 +33,128 @@ export function intern(s: string): string {
   return copy;
 }
 
-const shared = new Map<string, unknown>();
-
-/** One shared value per `key` (the value's content written as a string); `make` builds it the first time. */
-function share<T>(key: string, make: () => T): T {
-  let hit = shared.get(key) as T | undefined;
-  if (hit === undefined) {
-    if (shared.size >= MAX_POOL) shared.clear();
-    hit = make();
-    shared.set(flat(key), hit);
+/**
+ * FNV-1a over a value's content (strings and small integers), each part followed by a mark that no character is: a
+ * 32-bit integer, which a Map keeps as a key without allocating a heap number. Equal content, equal hash; the converse
+ * does not hold, so a hit is always compared.
+ */
+export function contentHash(parts: readonly (string | number)[]): number {
+  let h = 0x811c9dc5;
+  for (const part of parts) {
+    if (typeof part === 'number') h = Math.imul(h ^ part, 0x01000193);
+    else for (let i = 0; i < part.length; i++) h = Math.imul(h ^ part.charCodeAt(i), 0x01000193);
+    h = Math.imul(h ^ 0x10000, 0x01000193);
   }
-  return hit;
+  return h;
+}
+
+/** Every pool, for them to start over together: MAX_POOL bounds the values they hold in all. */
+const pools: { clear(): void }[] = [];
+let pooled = 0;
+
+/** The values in one pool slot when their hashes collide (rare). A class, as some shared values are arrays. */
+class Collided<T> {
+  constructor(readonly values: T[]) {}
+}
+
+/**
+ * Shared values of one kind, one per content, found by a hash of their content: the pool keeps no key of its own (a
+ * string spelling out a workload profile would be longer than the profile). `matches` tells whether a pooled value has
+ * the content of an input, `make` builds a value from an input the pool does not have yet.
+ */
+class SharedPool<T, In> {
+  private readonly byHash = new Map<number, T | Collided<T>>();
+
+  constructor(
+    private readonly matches: (value: T, input: In) => boolean,
+    private readonly make: (input: In) => T,
+  ) {
+    pools.push(this);
+  }
+
+  clear(): void {
+    this.byHash.clear();
+  }
+
+  get(hash: number, input: In): T {
+    if (pooled >= MAX_POOL) {
+      for (const p of pools) p.clear();
+      pooled = 0;
+    }
+    const slot = this.byHash.get(hash);
+    if (slot instanceof Collided) {
+      const hit = slot.values.find((v) => this.matches(v, input));
+      if (hit !== undefined) return hit;
+    } else if (slot !== undefined && this.matches(slot, input)) return slot;
+    const made = this.make(input);
+    pooled++;
+    if (slot === undefined) this.byHash.set(hash, made);
+    else if (slot instanceof Collided) slot.values.push(made);
+    else this.byHash.set(hash, new Collided([slot, made]));
+    return made;
+  }
 }
 
 const EMPTY_STRINGS: readonly string[] = Object.freeze([]);
+const stringLists = new SharedPool<readonly string[], readonly string[]>(
+  (v, list) => v.length === list.length && v.every((s, i) => s === list[i]),
+  (list) => Object.freeze(list.map(intern)),
+);
 
 /** A shared, frozen list of interned strings (e.g. the policies selecting a workload: the same for all its replicas). */
 export function sharedStrings(list: readonly string[]): readonly string[] {
   if (list.length === 0) return EMPTY_STRINGS;
-  return share(`a:${JSON.stringify(list)}`, () => Object.freeze(list.map(intern)));
+  return stringLists.get(contentHash(list), list);
 }
+
+type Pairs = readonly (readonly [number, number])[];
+const portMaps = new SharedPool<PortMap, Pairs>(
+  (v, pairs) => {
+    if (v.size !== pairs.length) return false;
+    let i = 0;
+    for (const [from, to] of v) if (pairs[i]![0] !== from || pairs[i++]![1] !== to) return false;
+    return true;
+  },
+  (pairs) => new Map(pairs),
+);
 
 /** A shared port map (service port -> target port) with these pairs, in this order. */
-export function sharedPortMap(pairs: readonly (readonly [number, number])[]): PortMap {
-  return share(`p:${pairs.join(';')}`, () => new Map(pairs));
+export function sharedPortMap(pairs: Pairs): PortMap {
+  return portMaps.get(contentHash(pairs.flat()), pairs);
 }
 
-/** A shared `ns/hostname` -> port map (a workload's services: the same for all replicas of a deployment). */
-export function sharedServicePorts(entries: readonly (readonly [string, PortMap])[]): ReadonlyMap<string, PortMap> {
-  const key = `s:${JSON.stringify(entries.map(([svc, ports]) => [svc, [...ports].join(';')]))}`;
-  return share(key, () => new Map(entries.map(([svc, ports]) => [intern(svc), ports])));
+// Port maps are shared ones: the same content is the same map (but for maps from before the pools started over, which
+// then only share less).
+type ServiceEntries = readonly (readonly [string, PortMap])[];
+const servicePorts = new SharedPool<ReadonlyMap<string, PortMap>, ServiceEntries>(
+  (v, entries) => {
+    if (v.size !== entries.length) return false;
+    let i = 0;
+    for (const [svc, ports] of v) if (entries[i]![0] !== svc || entries[i++]![1] !== ports) return false;
+    return true;
+  },
+  (entries) => new Map(entries.map(([svc, ports]) => [intern(svc), ports])),
+);
+
+/** A shared `ns/hostname` -> port map (a workload's services: the same for all replicas of a deployment); the port maps
+ *  are to be shared ones. */
+export function sharedServicePorts(entries: ServiceEntries): ReadonlyMap<string, PortMap> {
+  return servicePorts.get(contentHash(entries.flatMap(([svc, ports]) => [svc, ...[...ports].flat()])), entries);
+}
+
+const PROFILE_FIELDS = [
+  'namespace', 'serviceAccount', 'trustDomain', 'network', 'protocol', 'hostname', 'canonicalName', 'canonicalRevision', 'workloadName',
+  'workloadType', 'clusterId', 'status', 'authorizationPolicies', 'services',
+] as const satisfies readonly (keyof WorkloadProfile)[];
+const profiles = new SharedPool<WorkloadProfile, WorkloadProfile>(
+  (v, p) => PROFILE_FIELDS.every((f) => v[f] === p[f]),
+  (p) => Object.freeze(p),
+);
+
+/** A shared, frozen workload profile with these fields (see profiled-workload.ts): its strings are to be interned, its
+ *  lists and maps shared ones (which are compared by identity). */
+export function sharedProfile(p: WorkloadProfile): WorkloadProfile {
+  const text = [p.namespace, p.serviceAccount, p.trustDomain, p.network, p.protocol, p.hostname, p.canonicalName, p.canonicalRevision,
+    p.workloadName, p.workloadType, p.clusterId, p.status, ...p.authorizationPolicies, ...p.services.keys()];
+  return profiles.get(contentHash(text), p);
 }

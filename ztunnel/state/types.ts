@@ -15,27 +15,29 @@ export interface NetworkAddress {
 /** Service port -> target port on the workload. */
 export type PortMap = ReadonlyMap<number, number>;
 
+/** A workload as sources deliver it. Read-only: from xDS it is a ProfiledWorkload (profiled-workload.ts), whose fields
+ *  other than uid, name, addresses and node are getters reading a profile it shares with the deployment's replicas. */
 export interface Workload {
-  uid: string;
-  name: string;
-  namespace: string;
-  serviceAccount: string;
-  trustDomain: string;
-  workloadIps: string[];
-  network: string;
-  protocol: InboundProtocol;
-  node: string;
-  hostname: string;
-  canonicalName: string;
-  canonicalRevision: string;
-  workloadName: string;
-  workloadType: string;
-  clusterId: string;
-  status: HealthStatus;
+  readonly uid: string;
+  readonly name: string;
+  readonly namespace: string;
+  readonly serviceAccount: string;
+  readonly trustDomain: string;
+  readonly workloadIps: string[];
+  readonly network: string;
+  readonly protocol: InboundProtocol;
+  readonly node: string;
+  readonly hostname: string;
+  readonly canonicalName: string;
+  readonly canonicalRevision: string;
+  readonly workloadName: string;
+  readonly workloadType: string;
+  readonly clusterId: string;
+  readonly status: HealthStatus;
   /** Policies (`ns/name`) with scope WORKLOAD_SELECTOR that select this workload. */
-  authorizationPolicies: readonly string[];
+  readonly authorizationPolicies: readonly string[];
   /** `ns/hostname` -> service port -> target port. Makes this workload an endpoint of those services. */
-  services: ReadonlyMap<string, PortMap>;
+  readonly services: ReadonlyMap<string, PortMap>;
 }
 
 export interface Service {

@@ -2,7 +2,8 @@
 // Every validation problem throws an XdsConvertError whose message names the field, so the client can NACK with it.
 import type * as pb from '../../protos/index.js';
 import { bytesToIp, canonicalIp } from '../net/ip.js';
-import { flat, intern, sharedPortMap, sharedServicePorts, sharedStrings } from '../state/intern.js';
+import { flat, intern, sharedPortMap, sharedProfile, sharedServicePorts, sharedStrings } from '../state/intern.js';
+import { ProfiledWorkload } from '../state/profiled-workload.js';
 import type {
   Authorization, Cidr, HealthStatus, InboundProtocol, NetworkAddress, PortMap, RbacAction, RbacMatch, RbacScope, Service,
   ServiceAccountMatch, StringMatch, Workload,
@@ -48,8 +49,8 @@ function portMap(ports: pb.Port[], path: string): PortMap {
   return sharedPortMap(ports.map((pt, i) => [port(pt.servicePort, `${path}[${i}].servicePort`), port(pt.targetPort, `${path}[${i}].targetPort`)]));
 }
 
-// The state keeps what this returns for as long as the workload exists: unique strings are flattened, repeated ones
-// and port maps shared (see state/intern.ts).
+// The state keeps what this returns for as long as the workload exists: unique strings are flattened, repeated ones,
+// port maps and the fields replicas have in common shared (see state/intern.ts and state/profiled-workload.ts).
 export function convertWorkload(w: pb.Workload, d: ConvertDefaults, path = 'workload'): Workload {
   const uid = flat(nonEmpty(w.uid, `${path}.uid`));
   const rawName = nonEmpty(w.name, `${path}.name`);
@@ -65,26 +66,26 @@ export function convertWorkload(w: pb.Workload, d: ConvertDefaults, path = 'work
   const protocol = enumName<InboundProtocol>(w.tunnelProtocol, `${path}.tunnelProtocol`, { NONE: 'TCP', HBONE: 'HBONE' });
   const status = enumName<HealthStatus>(w.status, `${path}.status`, { HEALTHY: 'Healthy', UNHEALTHY: 'Unhealthy' });
   const workloadType = typeof w.workloadType === 'string' ? intern(w.workloadType.toLowerCase()) : fail(`${path}.workloadType`, `unsupported value ${w.workloadType}`);
-  return {
-    uid,
-    name,
+  const workloadIps = w.addresses.map((a, i) => ipFromBytes(a, `${path}.addresses[${i}]`));
+  // What the workload has in common with its deployment's replicas: one shared profile for them all.
+  const profile = sharedProfile({
     namespace,
     serviceAccount: intern(w.serviceAccount || 'default'),
     trustDomain: intern(w.trustDomain || d.trustDomain),
-    workloadIps: w.addresses.map((a, i) => ipFromBytes(a, `${path}.addresses[${i}]`)),
     network: intern(w.network),
     protocol,
-    node: intern(w.node),
     hostname: intern(w.hostname),
-    canonicalName: w.canonicalName ? intern(w.canonicalName) : name,
+    // Empty stands for the workload's name (the profile is shared by workloads of different names).
+    canonicalName: intern(w.canonicalName),
     canonicalRevision: intern(w.canonicalRevision || 'latest'),
-    workloadName: w.workloadName ? intern(w.workloadName) : name,
+    workloadName: intern(w.workloadName),
     workloadType,
     clusterId: intern(w.clusterId || d.clusterId),
     status,
     authorizationPolicies: sharedStrings(w.authorizationPolicies),
     services: sharedServicePorts(services),
-  };
+  });
+  return new ProfiledWorkload(uid, name, workloadIps, intern(w.node), profile);
 }
 
 function networkAddress(a: pb.NetworkAddress, path: string): NetworkAddress {
