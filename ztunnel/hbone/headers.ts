@@ -1,6 +1,13 @@
 // HBONE request headers: how a CONNECT names its target and carries the source's metadata.
 import { randomBytes } from 'node:crypto';
-import { formatHostPort, parseHostPort } from '../net/ip.js';
+import { isIP } from 'node:net';
+import { parseHostPort } from '../net/ip.js';
+
+// Request headers stay referenced by the HTTP/2 stream for as long as the tunnel is open, so the values we build are
+// joined into one flat string each: `a + b` (or a template literal) would leave a tree of several strings behind.
+
+/** formatHostPort's `ip:port` / `[v6]:port`, as parts to join. */
+const hostPortParts = (ip: string, port: number): (string | number)[] => (isIP(ip) === 6 ? ['[', ip, ']:', port] : [ip, ':', port]);
 
 export interface BaggageSource {
   clusterId: string;
@@ -62,8 +69,9 @@ export function parseBaggage(header: string | undefined): ParsedBaggage {
 
 /** `forwarded: for="<ip:port>"`, plus `;host=<svc>` when the app addressed a service. */
 export function buildForwarded(srcIp: string, srcPort: number, serviceHost?: string): string {
-  const base = `for="${formatHostPort(srcIp, srcPort)}"`;
-  return serviceHost ? `${base};host=${serviceHost}` : base;
+  const parts = ['for="', ...hostPortParts(srcIp, srcPort), '"'];
+  if (serviceHost) parts.push(';host=', serviceHost);
+  return parts.join('');
 }
 
 /** The original client address from a `forwarded` header (the first element's `for`). */
@@ -84,14 +92,24 @@ const ID_BYTES = 24;
 let pool = Buffer.alloc(0);
 let poolOffset = POOL_SIZE;
 
+const HEX = Buffer.from('0123456789abcdef', 'latin1');
+const TRACEPARENT = Buffer.from(`00-${'0'.repeat(32)}-${'0'.repeat(16)}-00`, 'latin1');
+
 /** A fresh W3C traceparent, not sampled: `00-<32 hex trace id>-<16 hex span id>-00`. */
 export function newTraceparent(): string {
   if (poolOffset + ID_BYTES > pool.length) {
     pool = randomBytes(POOL_SIZE);
     poolOffset = 0;
   }
-  const b = pool.toString('hex', poolOffset, (poolOffset += ID_BYTES));
-  return `00-${b.slice(0, 32)}-${b.slice(32, 48)}-00`;
+  // Hex digits written into a template and read out as one flat string.
+  for (let i = 0; i < ID_BYTES; i++) {
+    const b = pool[poolOffset + i]!;
+    const at = i < 16 ? 3 + 2 * i : 4 + 2 * i; // trace id (16 bytes) after `00-`, span id (8 bytes) after the next `-`
+    TRACEPARENT[at] = HEX[b >> 4]!;
+    TRACEPARENT[at + 1] = HEX[b & 15]!;
+  }
+  poolOffset += ID_BYTES;
+  return TRACEPARENT.toString('latin1');
 }
 
 export interface ConnectRequestHeaders {
@@ -109,12 +127,14 @@ export function buildConnectHeaders(opts: {
   srcIp: string;
   srcPort: number;
   source?: BaggageSource;
+  /** The source's baggage when the caller has it already (buildBaggage of `source`). */
+  baggage?: string;
   serviceHost?: string;
 }): ConnectRequestHeaders {
   return {
     ':method': 'CONNECT',
-    ':authority': formatHostPort(opts.dstIp, opts.dstPort),
-    baggage: opts.source ? buildBaggage(opts.source) : '',
+    ':authority': hostPortParts(opts.dstIp, opts.dstPort).join(''),
+    baggage: opts.baggage ?? (opts.source ? buildBaggage(opts.source) : ''),
     forwarded: buildForwarded(opts.srcIp, opts.srcPort, opts.serviceHost),
     traceparent: newTraceparent(),
   };

@@ -17,6 +17,10 @@ export class HboneStatusError extends Error {
 }
 
 interface Conn {
+  /** Its pool key (poolKeyString). */
+  k: string;
+  /** Frees a reserved slot when a stream closes: one listener per pooled connection, shared by its streams. */
+  onStreamClose: () => void;
   session?: ClientHttp2Session;
   ready: Promise<ClientHttp2Session>;
   reserved: number;
@@ -29,6 +33,22 @@ export interface PoolOptions {
   idleTimeoutMs?: number;
   pingIntervalMs?: number;
   maxStreams?: number;
+}
+
+// Node keeps a stream's request headers for its whole life. An object is first copied into a dictionary-mode object
+// (~300 B per open tunnel); a flat [name, value, ...] array (Node 22.17 / 24 and later) is kept as it is.
+const [NODE_MAJOR = 0, NODE_MINOR = 0] = process.versions.node.split('.').map(Number);
+const RAW_HEADERS = NODE_MAJOR >= 24 || (NODE_MAJOR === 22 && NODE_MINOR >= 17);
+
+/** The same header fields as a flat [name, value, ...] list, in the object's order (a list value: one field each). */
+export function flatHeaders(headers: OutgoingHttpHeaders): string[] {
+  const out: string[] = [];
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue;
+    if (Array.isArray(value)) for (const v of value) out.push(name, v);
+    else out.push(name, String(value));
+  }
+  return out;
 }
 
 export const poolKeyString = (k: PoolKey): string =>
@@ -58,32 +78,29 @@ export class HbonePool {
 
   /** Open a CONNECT stream; resolves after a 200 response, rejects with HboneStatusError otherwise. */
   async connect(key: PoolKey, headers: OutgoingHttpHeaders): Promise<ClientHttp2Stream> {
-    const k = poolKeyString(key);
-    const conn = this.reserve(k, key);
-    let released = false;
-    const release = () => {
-      if (!released) this.release(k, conn), (released = true);
-    };
+    const conn = this.reserve(poolKeyString(key), key);
+    let stream: ClientHttp2Stream;
     try {
       const session = await conn.ready;
-      const stream = session.request(headers, { endStream: false });
-      stream.once('close', release);
-      return await new Promise<ClientHttp2Stream>((resolve, reject) => {
-        const onError = (err: Error) => reject(err);
-        stream.once('error', onError);
-        stream.once('response', (h) => {
-          stream.off('error', onError);
-          const status = Number(h[':status']);
-          if (status === 200) return resolve(stream);
-          stream.resume(); // drain any body so the stream can close
-          stream.close();
-          reject(new HboneStatusError(status));
-        });
-      });
+      stream = session.request(RAW_HEADERS ? flatHeaders(headers) : headers, { endStream: false });
     } catch (err) {
-      release();
+      this.release(conn);
       throw err;
     }
+    // From here the stream holds its slot until it closes, whether it opens or not.
+    stream.on('close', conn.onStreamClose);
+    return new Promise<ClientHttp2Stream>((resolve, reject) => {
+      const onError = (err: Error) => reject(err);
+      stream.once('error', onError);
+      stream.once('response', (h) => {
+        stream.off('error', onError);
+        const status = Number(h[':status']);
+        if (status === 200) return resolve(stream);
+        stream.resume(); // drain any body so the stream can close
+        stream.close();
+        reject(new HboneStatusError(status));
+      });
+    });
   }
 
   /** Gracefully close every connection (GOAWAY); streams in flight finish. */
@@ -97,10 +114,10 @@ export class HbonePool {
     if (!list) this.conns.set(k, (list = []));
     let conn = list.find((c) => !c.dead && c.reserved < this.maxStreams);
     if (!conn) {
-      const c: Conn = { reserved: 0, dead: false, ready: this.dial(key) };
+      const c: Conn = { k, onStreamClose: () => this.release(c), reserved: 0, dead: false, ready: this.dial(key) };
       c.ready.then(
-        (s) => this.adopt(k, c, s),
-        () => this.drop(k, c),
+        (s) => this.adopt(c, s),
+        () => this.drop(c),
       );
       list.push(c);
       conn = c;
@@ -110,45 +127,45 @@ export class HbonePool {
     return conn;
   }
 
-  private adopt(k: string, c: Conn, s: ClientHttp2Session): void {
+  private adopt(c: Conn, s: ClientHttp2Session): void {
     c.session = s;
     if (c.dead) return void s.close();
     // GOAWAY from the peer: no new streams here, running ones finish.
-    s.once('goaway', () => this.drop(k, c));
-    s.once('close', () => this.drop(k, c));
-    s.on('error', () => this.drop(k, c));
+    s.once('goaway', () => this.drop(c));
+    s.once('close', () => this.drop(c));
+    s.on('error', () => this.drop(c));
     c.pingTimer = setInterval(() => {
       if (!s.destroyed) s.ping((err) => err && !s.destroyed && s.destroy(err));
     }, this.pingMs);
     c.pingTimer.unref();
-    if (c.reserved === 0) this.startIdle(k, c);
+    if (c.reserved === 0) this.startIdle(c);
   }
 
-  private release(k: string, c: Conn): void {
+  private release(c: Conn): void {
     c.reserved--;
-    if (c.reserved === 0 && c.session) this.startIdle(k, c);
+    if (c.reserved === 0 && c.session) this.startIdle(c);
   }
 
-  private startIdle(k: string, c: Conn): void {
+  private startIdle(c: Conn): void {
     if (c.idleTimer) clearTimeout(c.idleTimer);
     c.idleTimer = setTimeout(() => {
       if (c.reserved === 0) {
-        this.drop(k, c);
+        this.drop(c);
         this.retire(c, true);
       }
     }, this.idleMs);
     c.idleTimer.unref();
   }
 
-  private drop(k: string, c: Conn): void {
+  private drop(c: Conn): void {
     c.dead = true;
     if (c.pingTimer) clearInterval(c.pingTimer);
     if (c.idleTimer) clearTimeout(c.idleTimer);
-    const list = this.conns.get(k);
+    const list = this.conns.get(c.k);
     if (!list) return;
     const i = list.indexOf(c);
     if (i >= 0) list.splice(i, 1);
-    if (list.length === 0) this.conns.delete(k);
+    if (list.length === 0) this.conns.delete(c.k);
   }
 
   private retire(c: Conn, graceful: boolean): void {

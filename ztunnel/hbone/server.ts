@@ -14,6 +14,12 @@ export interface HboneServerPeer {
   port: number;
 }
 
+/**
+ * The 'error' listener every stream arrives with (a reset by the peer then shows only as 'close'); a handler that
+ * listens for errors itself may take it off.
+ */
+export function ignoreStreamErrors(): void {}
+
 export type StreamHandler = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: HboneServerPeer) => void;
 
 export class HboneServer {
@@ -56,9 +62,10 @@ export class HboneServer {
     this.sessions.add(session);
     session.on('close', () => this.sessions.delete(session));
     session.on('error', (err) => this.log.debug({ err: err.message }, 'HBONE session error'));
+    const peer: HboneServerPeer = { identity, ip, port };
     session.on('stream', (stream, headers) => {
-      stream.on('error', () => {}); // reset by the peer: splice/telemetry see 'close'
-      this.onStream(stream, headers, { identity, ip, port });
+      stream.on('error', ignoreStreamErrors);
+      this.onStream(stream, headers, peer);
     });
   }
 

@@ -5,12 +5,14 @@ import { connected } from '../net/sockets.js';
 import { authorize, type ConnectionInfo } from '../rbac/authorize.js';
 import { ConnectionTelemetry } from '../telemetry/connection.js';
 import { peerOf, trafficLabels } from '../telemetry/metrics.js';
+import { DownstreamConnection } from './connections.js';
 import type { ProxyContext } from './context.js';
-import { abort, splice } from './splice.js';
+import { abort } from './splice.js';
 
 export async function handleInboundPlaintext(ctx: ProxyContext, down: net.Socket, dstIpRaw: string, dstPort: number): Promise<void> {
   const srcIp = canonicalIp(down.remoteAddress ?? '');
-  const srcAddr = formatHostPort(srcIp, down.remotePort ?? 0);
+  const srcPort = down.remotePort ?? 0;
+  const srcAddr = formatHostPort(srcIp, srcPort);
   const dstIp = canonicalIp(dstIpRaw);
   const fail = (error: string) => {
     ctx.accessLog.warn({ 'src.addr': srcAddr, 'dst.addr': formatHostPort(dstIp, dstPort), direction: 'inbound', error }, 'connection failed');
@@ -27,19 +29,16 @@ export async function handleInboundPlaintext(ctx: ProxyContext, down: net.Socket
   const telemetry = new ConnectionTelemetry(
     ctx.accessLog,
     ctx.metrics,
-    { direction: 'inbound', srcAddr, srcWorkload: src?.name, srcNamespace: src?.namespace, dstAddr: formatHostPort(dstIp, dstPort), dstWorkload: dst.name, dstNamespace: dst.namespace },
+    { direction: 'inbound', srcIp, srcPort, srcWorkload: src?.name, srcNamespace: src?.namespace, dstIp, dstPort, dstWorkload: dst.name, dstNamespace: dst.namespace },
     trafficLabels({ reporter: 'destination', src: peerOf(src), dst: peerOf(dst), mtls: false }),
   );
-  const untrack = ctx.tracker.add({ authz: { info, dstWorkloadUid: dst.uid }, close: () => abort(down) });
-  let error: string | undefined;
+  const conn = new DownstreamConnection(ctx.tracker, telemetry, down, info, dst.uid);
+  let up: net.Socket;
   try {
-    const up = await connected(ctx.sockets.connect(dstIp, dstPort, ctx.spoofSource ? { spoofSource: srcIp } : undefined));
-    error = (await splice(down, up))?.message;
+    up = await connected(ctx.sockets.connect(dstIp, dstPort, ctx.spoofSource ? { spoofSource: srcIp } : undefined));
   } catch (err) {
-    error = (err as Error).message;
     abort(down);
-  } finally {
-    untrack();
-    telemetry.closed(down.bytesRead, down.bytesWritten, error);
+    return conn.finish((err as Error).message);
   }
+  conn.start(up);
 }

@@ -2,14 +2,16 @@
 import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type net from 'node:net';
 import { checkConnectRequest, parseBaggage } from '../hbone/headers.js';
-import { formatIdentity, workloadIdentity, type Identity } from '../identity/spiffe.js';
+import { ignoreStreamErrors } from '../hbone/server.js';
+import type { Identity } from '../identity/spiffe.js';
 import { formatHostPort } from '../net/ip.js';
 import { connected } from '../net/sockets.js';
 import { authorize, type ConnectionInfo } from '../rbac/authorize.js';
 import { ConnectionTelemetry } from '../telemetry/connection.js';
 import { peerOf, trafficLabels } from '../telemetry/metrics.js';
+import { InboundTunnel } from './connections.js';
 import type { ProxyContext } from './context.js';
-import { abort, splice } from './splice.js';
+import { identityUri, workloadUri } from './shared-strings.js';
 
 export interface HbonePeer {
   identity: Identity;
@@ -23,9 +25,13 @@ function reply(stream: ServerHttp2Stream, status: number): void {
   stream.respond({ ':status': status }, { endStream: true });
 }
 
+/**
+ * Resolves once the stream is answered; an accepted one then lives on in its own object (the request headers are not
+ * kept: what the connection needs later is taken out of them here).
+ */
 export async function handleInboundStream(ctx: ProxyContext, stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: HbonePeer): Promise<void> {
   const srcAddr = formatHostPort(peer.ip, peer.port);
-  const srcIdentity = formatIdentity(peer.identity);
+  const srcIdentity = identityUri(peer.identity);
   const early = (status: number, error: string) => {
     ctx.accessLog.warn({ 'src.addr': srcAddr, 'src.identity': srcIdentity, 'dst.addr': String(headers[':authority']), direction: 'inbound', status, error }, 'connection failed');
     reply(stream, status);
@@ -51,7 +57,7 @@ export async function handleInboundStream(ctx: ProxyContext, stream: ServerHttp2
   const src = ctx.state.workloads.byAddress(ctx.cfg.network, peer.ip);
   const baggage = parseBaggage(headers.baggage as string | undefined);
   const srcPeer = src ? peerOf(src) : { ...baggage, workloadName: baggage.workloadName };
-  const dstIdentity = formatIdentity(workloadIdentity(dst));
+  const dstIdentity = workloadUri(dst);
   const serviceHost = /;host=([^;,]+)/.exec(String(headers.forwarded ?? ''))?.[1];
   const service = serviceHost ? ctx.state.services.byHostname(serviceHost) : undefined;
   const telemetry = new ConnectionTelemetry(
@@ -59,11 +65,13 @@ export async function handleInboundStream(ctx: ProxyContext, stream: ServerHttp2
     ctx.metrics,
     {
       direction: 'inbound',
-      srcAddr,
+      srcIp: peer.ip,
+      srcPort: peer.port,
       srcWorkload: src?.name ?? baggage.workloadName,
       srcNamespace: src?.namespace ?? baggage.namespace,
       srcIdentity,
-      dstAddr: formatHostPort(check.ip, check.port),
+      dstIp: check.ip,
+      dstPort: check.port,
       dstService: service?.hostname,
       dstWorkload: dst.name,
       dstNamespace: dst.namespace,
@@ -71,17 +79,8 @@ export async function handleInboundStream(ctx: ProxyContext, stream: ServerHttp2
     },
     trafficLabels({ reporter: 'destination', src: srcPeer, srcPrincipal: srcIdentity, dst: peerOf(dst), dstPrincipal: dstIdentity, service, mtls: true }),
   );
-  let closedReason: string | undefined;
-  const untrack = ctx.tracker.add({
-    authz: { info, dstWorkloadUid: dst.uid },
-    close: (reason) => {
-      closedReason = reason;
-      abort(upstream);
-      abort(stream);
-    },
-  });
+  const conn = new InboundTunnel(ctx.tracker, telemetry, stream, upstream, info, dst.uid);
   stream.respond({ ':status': 200 });
-  const err = await splice(stream, upstream);
-  untrack();
-  telemetry.closed(upstream.bytesWritten, upstream.bytesRead, closedReason ?? err?.message);
+  stream.off('error', ignoreStreamErrors); // the splice listens from here on
+  conn.start();
 }

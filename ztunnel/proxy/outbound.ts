@@ -2,14 +2,15 @@
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { buildConnectHeaders } from '../hbone/headers.js';
-import { formatIdentity, workloadIdentity } from '../identity/spiffe.js';
 import { canonicalIp, formatHostPort } from '../net/ip.js';
 import { connected } from '../net/sockets.js';
 import { ConnectionTelemetry } from '../telemetry/connection.js';
 import { peerOf, trafficLabels } from '../telemetry/metrics.js';
+import { DownstreamConnection } from './connections.js';
 import type { ProxyContext } from './context.js';
 import { resolveAndRoute, type Route } from './route.js';
-import { abort, splice } from './splice.js';
+import { baggageOf, workloadUri } from './shared-strings.js';
+import { abort } from './splice.js';
 
 /** Ports ztunnel itself listens on: a connection aimed at them on a local address would loop back into us. */
 function isOwnPort(ctx: ProxyContext, ip: string, port: number): boolean {
@@ -17,6 +18,7 @@ function isOwnPort(ctx: ProxyContext, ip: string, port: number): boolean {
   return own && (ip.startsWith('127.') || ip === '::1' || ctx.servedWorkload(ip) !== undefined);
 }
 
+/** Resolves once the connection is set up (or has failed); the open connection then lives on in its own object. */
 export async function handleOutbound(ctx: ProxyContext, down: net.Socket, dstIpRaw: string, dstPort: number): Promise<void> {
   const srcIp = canonicalIp(down.remoteAddress ?? '');
   const srcPort = down.remotePort ?? 0;
@@ -33,22 +35,25 @@ export async function handleOutbound(ctx: ProxyContext, down: net.Socket, dstIpR
   const src = ctx.sourceWorkload(srcIp);
   if (r.kind === 'reject') return fail(r.reason);
 
-  const srcIdentity = src ? formatIdentity(workloadIdentity(src)) : undefined;
+  const srcIdentity = src ? workloadUri(src) : undefined;
   const service = r.kind === 'passthrough' ? undefined : r.service;
   const dstWorkload = r.kind === 'passthrough' ? undefined : r.workload;
   const mtls = r.kind === 'hbone';
-  const dstIdentity = dstWorkload && mtls ? formatIdentity(workloadIdentity(dstWorkload)) : undefined;
+  const dstIdentity = dstWorkload && mtls ? workloadUri(dstWorkload) : undefined;
   const telemetry = new ConnectionTelemetry(
     ctx.accessLog,
     ctx.metrics,
     {
       direction: 'outbound',
-      srcAddr: formatHostPort(srcIp, srcPort),
+      srcIp,
+      srcPort,
       srcWorkload: src?.name,
       srcNamespace: src?.namespace,
       srcIdentity: mtls ? srcIdentity : undefined,
-      dstAddr: r.kind === 'hbone' ? formatHostPort(r.targetIp, r.targetPort) : formatHostPort(r.ip, r.port),
-      dstHboneAddr: r.kind === 'hbone' ? formatHostPort(r.hboneIp, r.hbonePort) : undefined,
+      dstIp: r.kind === 'hbone' ? r.targetIp : r.ip,
+      dstPort: r.kind === 'hbone' ? r.targetPort : r.port,
+      dstHboneIp: r.kind === 'hbone' ? r.hboneIp : undefined,
+      dstHbonePort: r.kind === 'hbone' ? r.hbonePort : undefined,
       dstService: service?.hostname,
       dstWorkload: dstWorkload?.name,
       dstNamespace: dstWorkload?.namespace,
@@ -56,26 +61,21 @@ export async function handleOutbound(ctx: ProxyContext, down: net.Socket, dstIpR
     },
     trafficLabels({ reporter: 'source', src: peerOf(src), srcPrincipal: srcIdentity, dst: peerOf(dstWorkload), dstPrincipal: dstIdentity, service, mtls }),
   );
-  const untrack = ctx.tracker.add({ close: () => abort(down) });
-  let upstream: Duplex | undefined;
-  let error: string | undefined;
+  const conn = new DownstreamConnection(ctx.tracker, telemetry, down);
+  let upstream: Duplex;
   try {
     if (r.kind === 'hbone') {
       if (!src) throw new Error(`no local workload has address ${srcIp}, so there is no identity to connect with`);
       upstream = await ctx.pool.connect(
         { srcIdentity: srcIdentity!, expectedIdentities: r.expectedIdentities, dstIp: r.hboneIp, dstPort: r.hbonePort, srcIp },
-        buildConnectHeaders({ dstIp: r.targetIp, dstPort: r.targetPort, srcIp, srcPort, source: src, serviceHost: service?.hostname }),
+        buildConnectHeaders({ dstIp: r.targetIp, dstPort: r.targetPort, srcIp, srcPort, baggage: baggageOf(src), serviceHost: service?.hostname }),
       );
     } else {
       upstream = await connected(ctx.sockets.connect(r.ip, r.port));
     }
-    const err = await splice(down, upstream);
-    error = err?.message;
   } catch (err) {
-    error = (err as Error).message;
     if (!down.destroyed) abort(down);
-  } finally {
-    untrack();
-    telemetry.closed(down.bytesRead, down.bytesWritten, error);
+    return conn.finish((err as Error).message);
   }
+  conn.start(upstream);
 }

@@ -60,7 +60,8 @@ export function route(state: ProxyState, network: string, dstIp: string, dstPort
   const dest = state.findDestination(network, dstIp);
   if (!dest) return { kind: 'passthrough', ip: dstIp, port: dstPort };
   if (dest.kind === 'service') return routeToService(state, dest.service, dstPort, network, pick);
-  return toWorkload(dest.workload, dstIp, dstPort);
+  // The workload's own copy of the address (the same text): an open connection then holds no string of its own.
+  return toWorkload(dest.workload, dest.workload.workloadIps.find((ip) => ip === dstIp) ?? dstIp, dstPort);
 }
 
 /**

@@ -3,8 +3,9 @@ import { authorize, type ConnectionInfo } from '../rbac/authorize.js';
 import type { ProxyState } from '../state/index.js';
 
 export interface TrackedConnection {
-  /** Set for inbound connections: what policy was checked against. */
-  authz?: { info: ConnectionInfo; dstWorkloadUid: string };
+  /** Set for inbound connections: what policy was checked against, for the workload with this uid. */
+  readonly authz?: ConnectionInfo;
+  readonly dstWorkloadUid?: string;
   close(reason: string): void;
 }
 
@@ -16,21 +17,21 @@ export class ConnectionTracker {
     return this.open.size;
   }
 
-  add(c: TrackedConnection): () => void {
+  add(c: TrackedConnection): void {
     this.open.add(c);
-    return () => {
-      this.open.delete(c);
-      if (this.open.size === 0) for (const w of this.idleWaiters.splice(0)) w();
-    };
+  }
+
+  remove(c: TrackedConnection): void {
+    if (this.open.delete(c) && this.open.size === 0) for (const w of this.idleWaiters.splice(0)) w();
   }
 
   /** Close inbound connections that the current policies no longer allow. Returns how many were closed. */
   recheck(state: ProxyState): number {
     let closed = 0;
     for (const c of [...this.open]) {
-      if (!c.authz) continue;
-      const w = state.workloads.get(c.authz.dstWorkloadUid);
-      const decision = w ? authorize(state.policies.forWorkload(w), c.authz.info) : { allowed: false, reason: 'destination workload removed' };
+      if (!c.authz || c.dstWorkloadUid === undefined) continue;
+      const w = state.workloads.get(c.dstWorkloadUid);
+      const decision = w ? authorize(state.policies.forWorkload(w), c.authz) : { allowed: false, reason: 'destination workload removed' };
       if (!decision.allowed) {
         c.close(`policy re-check: ${decision.reason}`);
         closed++;

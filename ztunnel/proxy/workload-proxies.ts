@@ -19,6 +19,7 @@ import { handleInboundStream } from './inbound.js';
 import { handleInboundPlaintext } from './inbound-passthrough.js';
 import { handleOutbound } from './outbound.js';
 import { handleSocks5 } from './socks5.js';
+import { ignoreUntilSpliced } from './splice.js';
 import { ConnectionTracker } from './tracker.js';
 
 export interface Shared {
@@ -111,7 +112,7 @@ export class WorkloadProxies {
   /** A listener for traffic that iptables redirected: the original destination comes from the socket. */
   private redirected(handler: (s: net.Socket, ip: string, port: number) => Promise<void>): net.Server {
     return net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => {
-      s.on('error', () => {}); // handlers see failures through close/splice
+      s.on('error', ignoreUntilSpliced); // handlers see failures through close/splice
       s.setNoDelay(true);
       let dst: { address: string; port: number };
       try {

@@ -1,15 +1,22 @@
 // One proxied connection's telemetry: the access log lines (open at debug level, close at info), and its metrics.
+// Held for the whole life of a connection, so it keeps only references to strings that exist anyway (addresses as
+// ip + port, names and identities from state) and shares its metric labels with every connection that has the same.
 import type { Logger } from 'pino';
+import { formatHostPort } from '../net/ip.js';
 import { Metrics, type TrafficLabels } from './metrics.js';
 
 export interface ConnectionFields {
   direction: 'inbound' | 'outbound';
-  srcAddr: string;
+  srcIp: string;
+  srcPort: number;
   srcWorkload?: string;
   srcNamespace?: string;
   srcIdentity?: string;
-  dstAddr: string;
-  dstHboneAddr?: string;
+  dstIp: string;
+  dstPort: number;
+  /** Outbound over HBONE: where the tunnel goes. */
+  dstHboneIp?: string;
+  dstHbonePort?: number;
   dstService?: string;
   dstWorkload?: string;
   dstNamespace?: string;
@@ -19,14 +26,16 @@ export interface ConnectionFields {
 export class ConnectionTelemetry {
   private readonly start = Date.now();
   private done = false;
+  private readonly labels: TrafficLabels;
 
   constructor(
     private readonly log: Logger,
     private readonly metrics: Metrics,
     private readonly fields: ConnectionFields,
-    private readonly labels: TrafficLabels,
+    labels: TrafficLabels,
   ) {
-    metrics.connectionOpened(labels);
+    this.labels = metrics.sharedLabels(labels);
+    metrics.connectionOpened(this.labels);
     // Debug level, as in Istio's ztunnel: the access log proper is the line at close.
     if (log.isLevelEnabled('debug')) log.debug(this.logFields(), 'connection opened');
   }
@@ -52,12 +61,12 @@ export class ConnectionTelemetry {
   private logFields(): Record<string, string> {
     const f = this.fields;
     const out: Record<string, string | undefined> = {
-      'src.addr': f.srcAddr,
+      'src.addr': formatHostPort(f.srcIp, f.srcPort),
       'src.workload': f.srcWorkload,
       'src.namespace': f.srcNamespace,
       'src.identity': f.srcIdentity,
-      'dst.addr': f.dstAddr,
-      'dst.hbone_addr': f.dstHboneAddr,
+      'dst.addr': formatHostPort(f.dstIp, f.dstPort),
+      'dst.hbone_addr': f.dstHboneIp === undefined ? undefined : formatHostPort(f.dstHboneIp, f.dstHbonePort!),
       'dst.service': f.dstService,
       'dst.workload': f.dstWorkload,
       'dst.namespace': f.dstNamespace,

@@ -73,6 +73,8 @@ export class Metrics {
   private readonly sent: Counter<(typeof LABELS)[number]>;
   /** Bytes from the client to the server (Istio: "received during request"). */
   private readonly received: Counter<(typeof LABELS)[number]>;
+  /** One labels object per distinct set of values (as many as the counters have series). */
+  private readonly labelSets = new Map<string, TrafficLabels>();
 
   constructor() {
     const c = (name: string, help: string) => new Counter({ name, help, labelNames: LABELS, registers: [this.registry] });
@@ -80,6 +82,18 @@ export class Metrics {
     this.closed = c('istio_tcp_connections_closed_total', 'Connections closed');
     this.sent = c('istio_tcp_sent_bytes_total', 'Bytes sent from the server to the client');
     this.received = c('istio_tcp_received_bytes_total', 'Bytes received by the server from the client');
+  }
+
+  /**
+   * The labels object for these values that every connection with the same values shares (the first one seen), so
+   * an open connection does not keep a copy of its own.
+   */
+  sharedLabels(l: TrafficLabels): TrafficLabels {
+    const key = JSON.stringify(LABELS.map((k) => l[k]));
+    const shared = this.labelSets.get(key);
+    if (shared) return shared;
+    this.labelSets.set(key, l);
+    return l;
   }
 
   connectionOpened(l: TrafficLabels): void {
