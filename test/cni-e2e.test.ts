@@ -6,7 +6,7 @@
 import test from 'ava';
 import { CoreV1Api, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { execFileSync } from 'node:child_process';
-import { renameSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type http from 'node:http';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -286,7 +286,12 @@ test.serial('node agent down: ADD for an enrolled pod fails with a CNI error; fo
     t.is(r.received.toString(), 'still works');
   }
   // The agent comes back: the enrolled pod can now start.
+  // ztunnel reconnects to the new agent on its own backoff (up to a few seconds after this long an outage); until
+  // then the agent rightly refuses enrolled pods.
+  const connects = () => (readFileSync(agentLog, 'utf8').match(/"msg":"ztunnel connected"/g) ?? []).length;
+  const before = connects();
   agentHandle = await startAgent();
+  await eventually('ztunnel reconnected to the restarted node agent', () => connects() > before || undefined, 30_000);
   await core.deleteNamespacedPod({ name: 'app-late', namespace: MESH });
   await eventually('app-late gone from the API', async () => !(await core.listNamespacedPod({ namespace: MESH })).items.some((x) => x.metadata?.name === 'app-late'));
   const again = await runPod('app-late', MESH, true);
