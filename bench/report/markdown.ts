@@ -78,7 +78,7 @@ const PERCENTILES: [string, 'p50' | 'p90' | 'p99' | 'p999' | 'max'][] = [['p50',
 function latency(r: BenchResults): string {
   const rates = uniqueSorted(r.latency.map((x) => x.rate));
   if (rates.length === 0) return '## Latency (ms)\n\nNot measured.';
-  const out = ['## Latency (ms)', '', 'Measured from each request\'s scheduled send time.'];
+  const out = ['## Latency (ms)', '', 'Measured from each request\'s scheduled send time (corrected for coordinated omission), less the load generator\'s own timer lag.'];
   for (const rate of rates) {
     const at = r.latency.filter((x) => x.rate === rate);
     const rows = PERCENTILES.map(([label, key]) => {
