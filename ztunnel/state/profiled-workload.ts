@@ -4,25 +4,11 @@
 // workload reads those fields through getters: one more property load, with no allocation.
 import type { HealthStatus, InboundProtocol, PortMap, Workload } from './types.js';
 
-/** The fields of a workload its deployment's replicas have in common. Shared between workloads: never mutated. */
-export interface WorkloadProfile {
-  readonly namespace: string;
-  readonly serviceAccount: string;
-  readonly trustDomain: string;
-  readonly network: string;
-  readonly protocol: InboundProtocol;
-  readonly hostname: string;
-  /** '' stands for the workload's own name (the default when xDS leaves it empty). */
-  readonly canonicalName: string;
-  readonly canonicalRevision: string;
-  /** '' stands for the workload's own name (the default when xDS leaves it empty). */
-  readonly workloadName: string;
-  readonly workloadType: string;
-  readonly clusterId: string;
-  readonly status: HealthStatus;
-  readonly authorizationPolicies: readonly string[];
-  readonly services: ReadonlyMap<string, PortMap>;
-}
+/**
+ * The fields of a workload its deployment's replicas have in common. Shared between workloads: never mutated.
+ * An empty canonicalName or workloadName stands for the workload's own name (the default when xDS leaves it empty).
+ */
+export type WorkloadProfile = Omit<Workload, 'uid' | 'name' | 'workloadIps' | 'node'>;
 
 /** A Workload whose own fields are uid, name, addresses and node, and the rest its (shared) profile's. */
 export class ProfiledWorkload implements Workload {
