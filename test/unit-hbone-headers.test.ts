@@ -127,7 +127,7 @@ test('newTraceparent: W3C format, not sampled, fresh each time (also across refi
 });
 
 test('buildConnectHeaders: authority, baggage, forwarded, traceparent', (t) => {
-  const h = buildConnectHeaders({ dstIp: 'fd00::5', dstPort: 8080, srcIp: '10.0.0.1', srcPort: 40000, source: SOURCE, serviceHost: 'api.shop' });
+  const h = buildConnectHeaders({ dstIp: 'fd00::5', dstPort: 8080, srcIp: '10.0.0.1', srcPort: 40000, baggage: buildBaggage(SOURCE), serviceHost: 'api.shop' });
   t.is(h[':method'], 'CONNECT');
   t.is(h[':authority'], '[fd00::5]:8080');
   t.is(h.baggage, buildBaggage(SOURCE));

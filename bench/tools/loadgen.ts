@@ -101,6 +101,7 @@ async function latency(host: string, port: number, f: Map<string, number>) {
       // Everything this connection still owed is lost.
       const lost = c.queue.length + (c.inflightDue >= 0 ? 1 : 0);
       c.queue.length = 0;
+      c.pending.length = 0;
       c.inflightDue = -1;
       errors += lost;
       if (lost && completed + errors === total) done();

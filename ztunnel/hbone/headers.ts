@@ -126,15 +126,14 @@ export function buildConnectHeaders(opts: {
   dstPort: number;
   srcIp: string;
   srcPort: number;
-  source?: BaggageSource;
-  /** The source's baggage when the caller has it already (buildBaggage of `source`). */
+  /** buildBaggage of the source workload; none when absent. */
   baggage?: string;
   serviceHost?: string;
 }): ConnectRequestHeaders {
   return {
     ':method': 'CONNECT',
     ':authority': hostPortParts(opts.dstIp, opts.dstPort).join(''),
-    baggage: opts.baggage ?? (opts.source ? buildBaggage(opts.source) : ''),
+    baggage: opts.baggage ?? '',
     forwarded: buildForwarded(opts.srcIp, opts.srcPort, opts.serviceHost),
     traceparent: newTraceparent(),
   };

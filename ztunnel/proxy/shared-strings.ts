@@ -5,27 +5,21 @@ import { buildBaggage } from '../hbone/headers.js';
 import { formatIdentity, workloadIdentity, type Identity } from '../identity/spiffe.js';
 import type { Workload } from '../state/types.js';
 
-const workloadUris = new WeakMap<Workload, string>();
-const peerUris = new WeakMap<Identity, string>();
-const baggages = new WeakMap<Workload, string>();
+/** `make(key)`, computed once per key object and kept as long as the object lives. */
+function cachedPer<K extends object>(make: (key: K) => string): (key: K) => string {
+  const cache = new WeakMap<K, string>();
+  return (key) => {
+    let s = cache.get(key);
+    if (s === undefined) cache.set(key, (s = make(key)));
+    return s;
+  };
+}
 
 /** The workload's SPIFFE URI. */
-export function workloadUri(w: Workload): string {
-  let s = workloadUris.get(w);
-  if (s === undefined) workloadUris.set(w, (s = formatIdentity(workloadIdentity(w))));
-  return s;
-}
+export const workloadUri = cachedPer((w: Workload) => formatIdentity(workloadIdentity(w)));
 
 /** An HBONE peer's SPIFFE URI (the identity object comes from its certificate, one per session). */
-export function identityUri(id: Identity): string {
-  let s = peerUris.get(id);
-  if (s === undefined) peerUris.set(id, (s = formatIdentity(id)));
-  return s;
-}
+export const identityUri = cachedPer((id: Identity) => formatIdentity(id));
 
 /** The `baggage` header a source workload's requests carry. */
-export function baggageOf(w: Workload): string {
-  let s = baggages.get(w);
-  if (s === undefined) baggages.set(w, (s = buildBaggage(w)));
-  return s;
-}
+export const baggageOf = cachedPer((w: Workload) => buildBaggage(w));
