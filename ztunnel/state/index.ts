@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { PolicyStore } from './policies.js';
 import { ServiceStore, type Endpoint } from './services.js';
+import type { StateOp } from './replica.js';
 import { policyKey, serviceKey, type Authorization, type MeshConfig, type Service, type Workload } from './types.js';
 import { WorkloadStore } from './workloads.js';
 
@@ -29,46 +30,70 @@ export class ProxyState extends EventEmitter<{ change: [] }> {
   /** Set when addresses can be fetched on demand (XDS_ON_DEMAND). */
   resolver?: AddressResolver;
 
+  /** Set by the proxy threads (workers/host.ts): every change, in order, to be replayed on their replicas. */
+  mirror?: (op: StateOp) => void;
+
   /** Replace the whole state (a full snapshot from a source such as the local file). */
   replace(cfg: MeshConfig): void {
-    for (const w of [...this.workloads.all()]) this.removeWorkload(w.uid, false);
+    this.mirror?.({ op: 'replace', ...cfg });
+    for (const w of [...this.workloads.all()]) this.dropWorkload(w.uid);
     for (const s of [...this.services.all()]) this.services.remove(serviceKey(s));
     for (const p of [...this.policies.all()]) this.policies.remove(policyKey(p));
-    for (const w of cfg.workloads) this.upsertWorkload(w, false);
+    for (const w of cfg.workloads) this.putWorkload(w);
     for (const s of cfg.services) this.services.upsert(s);
     for (const p of cfg.policies) this.policies.upsert(p);
     this.emit('change');
   }
 
   upsertWorkload(w: Workload, notify = true): void {
-    this.removeWorkload(w.uid, false);
-    this.workloads.upsert(w);
-    this.services.addEndpoints(w);
+    this.mirror?.({ op: 'upsertWorkload', workload: w, notify });
+    this.putWorkload(w);
     if (notify) this.emit('change');
   }
 
   removeWorkload(uid: string, notify = true): void {
-    const old = this.workloads.remove(uid);
-    if (old) this.services.removeEndpoints(old);
-    if (old && notify) this.emit('change');
+    this.mirror?.({ op: 'removeWorkload', uid, notify });
+    if (this.dropWorkload(uid) && notify) this.emit('change');
   }
 
   upsertService(s: Service, notify = true): void {
+    this.mirror?.({ op: 'upsertService', service: s, notify });
     this.services.upsert(s);
     if (notify) this.emit('change');
   }
 
   removeService(key: string, notify = true): void {
+    this.mirror?.({ op: 'removeService', key, notify });
     if (this.services.remove(key) && notify) this.emit('change');
   }
 
   upsertPolicy(p: Authorization, notify = true): void {
+    this.mirror?.({ op: 'upsertPolicy', policy: p, notify });
     this.policies.upsert(p);
     if (notify) this.emit('change');
   }
 
   removePolicy(key: string, notify = true): void {
+    this.mirror?.({ op: 'removePolicy', key, notify });
     if (this.policies.remove(key) && notify) this.emit('change');
+  }
+
+  /** Tell readers that a batch of changes made with `notify = false` is complete. */
+  changed(): void {
+    this.mirror?.({ op: 'changed' });
+    this.emit('change');
+  }
+
+  private putWorkload(w: Workload): void {
+    this.dropWorkload(w.uid);
+    this.workloads.upsert(w);
+    this.services.addEndpoints(w);
+  }
+
+  private dropWorkload(uid: string): boolean {
+    const old = this.workloads.remove(uid);
+    if (old) this.services.removeEndpoints(old);
+    return old !== undefined;
   }
 
   /** What an address means: a workload IP wins over a service VIP (they should not overlap). */

@@ -322,7 +322,7 @@ export class XdsClient extends EventEmitter<XdsClientEvents> implements AddressR
       if (isWorkload) this.state.upsertWorkload(v.workload, false);
       else this.state.upsertService(v.service, false);
     }
-    this.state.emit('change');
+    this.state.changed();
     if (this.waiters.size) {
       const answered = new Set<string>(res.removedResources);
       for (const { r } of converted) for (const n of [r.name, ...r.aliases]) answered.add(n);
@@ -391,7 +391,7 @@ export class XdsClient extends EventEmitter<XdsClientEvents> implements AddressR
       else this.policyKeys.set(name, flat(key));
       this.state.upsertPolicy(v, false);
     }
-    this.state.emit('change');
+    this.state.changed();
   }
 
   // ------------------------------------------------------------ on demand
@@ -470,7 +470,7 @@ export class XdsClient extends EventEmitter<XdsClientEvents> implements AddressR
     if (!drop.length) return;
     this.log.debug({ names: drop }, 'xds: on-demand unsubscribe (unused)');
     this.send({ typeUrl: ADDRESS_TYPE_URL, resourceNamesUnsubscribe: drop });
-    this.state.emit('change');
+    this.state.changed();
   }
 }
 
