@@ -1,7 +1,7 @@
 // Wires a ztunnel together: sources -> state -> proxies, plus telemetry and admin.
 // Dedicated mode serves the one workload in ztunnel's own netns; shared mode serves every pod the node agent hands over.
 import { readFileSync } from 'node:fs';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { AdminServers } from './admin/servers.js';
 import type { Config } from './config/env.js';
 import { CaClient } from './identity/ca-client.js';
@@ -15,11 +15,11 @@ import { NetnsSocketFactory } from './net/sockets.js';
 import { WorkloadProxies, type Shared } from './proxy/workload-proxies.js';
 import { LocalFileSource } from './sources/local-file.js';
 import { ProxyState } from './state/index.js';
+import { createLogger, LEVELS } from './telemetry/log.js';
 import { Metrics } from './telemetry/metrics.js';
 import { XdsClient, defaultTokenPath } from './xds/client.js';
 import { tlsChannel } from './net/grpc-tls.js';
-
-const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+import { ProxyThreads } from './workers/host.js';
 
 export class Ztunnel {
   readonly state = new ProxyState();
@@ -36,6 +36,10 @@ export class Ztunnel {
   /** Shared mode. */
   private inpod?: InpodManager;
   private zds?: ZdsClient;
+  /** Proxy threads beyond the main thread (ZTUNNEL_WORKER_THREADS > 1). */
+  private threads?: ProxyThreads;
+  /** Why the ztunnel stopped, when it was not asked to (the process should exit with an error). */
+  failure?: Error;
   private started = false;
   private stopping?: Promise<void>;
   private markStopped!: () => void;
@@ -43,14 +47,7 @@ export class Ztunnel {
   readonly stopped = new Promise<void>((r) => (this.markStopped = r));
 
   constructor(private readonly cfg: Config, log?: Logger) {
-    // Asynchronous stdout: writes made while one is in flight go out together, so access logs under a connection
-    // storm do not block the event loop on one write(2) each. pino flushes what is left when the process exits.
-    this.log =
-      log ??
-      pino(
-        { level: LEVELS.includes(cfg.logLevel) ? cfg.logLevel : 'info', base: { node: cfg.nodeName || undefined } },
-        pino.destination({ dest: 1, sync: false }),
-      );
+    this.log = log ?? createLogger(cfg.logLevel, { node: cfg.nodeName || undefined });
     this.accessLog = this.log.child({ scope: 'access' });
   }
 
@@ -100,6 +97,14 @@ export class Ztunnel {
     this.ca = ca;
     this.certs = new CertificateManager(ca, cfg.certTtlSeconds, this.log);
     const shared: Shared = { cfg, state: this.state, certs: this.certs, metrics: this.metrics, log: this.log, accessLog: this.accessLog };
+    if (cfg.workerThreads > 1) {
+      this.threads = new ProxyThreads(cfg.workerThreads - 1, { cfg, state: this.state, certs: this.certs, log: this.log }, (err) => {
+        this.failure = err;
+        this.log.fatal({ err: err.message }, 'a proxy thread failed; stopping');
+        void this.stop('proxy thread failed');
+      });
+      await this.threads.start();
+    }
 
     this.admin = new AdminServers(
       {
@@ -109,24 +114,30 @@ export class Ztunnel {
           if (!LEVELS.includes(level)) return false;
           this.log.level = level;
           this.accessLog.level = level;
+          this.threads?.setLogLevel(level);
           return true;
         },
         ready: () => this.ready(),
-        metrics: async () => ({ contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() }),
+        metrics: async () => {
+          const registry = this.threads ? await this.threads.metrics(this.metrics.registry) : this.metrics.registry;
+          return { contentType: registry.contentType, body: await registry.metrics() };
+        },
       },
       this.log,
     );
     await this.admin.start(cfg.bindAddress, cfg.ports);
 
     if (cfg.proxyMode === 'dedicated') {
-      this.proxies = new WorkloadProxies(shared, cfg.proxyWorkloadInfo!, new NetnsSocketFactory(undefined, false), false);
+      // Threads share the ports through SO_REUSEPORT; a lone main thread keeps them exclusive (a second ztunnel fails).
+      this.proxies = new WorkloadProxies(shared, cfg.proxyWorkloadInfo!, new NetnsSocketFactory(undefined, !!this.threads), false);
       await this.proxies.start();
-      this.log.info({ mode: 'dedicated', identity: formatIdentity(this.proxies.identity), ports: cfg.ports }, 'ztunnel ready');
+      await this.threads?.addPod('dedicated', cfg.proxyWorkloadInfo!, undefined, false);
+      this.log.info({ mode: 'dedicated', identity: formatIdentity(this.proxies.identity), ports: cfg.ports, threads: cfg.workerThreads }, 'ztunnel ready');
     } else {
-      this.inpod = new InpodManager(shared);
+      this.inpod = new InpodManager(shared, this.certs, this.threads);
       this.zds = new ZdsClient(cfg.inpodUds, this.inpod, this.log);
       this.zds.start();
-      this.log.info({ mode: 'shared', inpodUds: cfg.inpodUds, ports: cfg.ports }, 'ztunnel started; waiting for the pod snapshot');
+      this.log.info({ mode: 'shared', inpodUds: cfg.inpodUds, ports: cfg.ports, threads: cfg.workerThreads }, 'ztunnel started; waiting for the pod snapshot');
     }
     this.started = true;
   }
@@ -180,7 +191,7 @@ export class Ztunnel {
       policies: [...this.state.policies.all()],
       certificates: this.certs?.dump() ?? [],
       ...(this.inpod ? { pods: this.inpod.dump() } : {}),
-      config: { xdsAddress: this.cfg.xdsAddress, caAddress: this.cfg.localCaCert ? undefined : this.cfg.caAddress, xdsOnDemand: this.cfg.xdsOnDemand, proxyMode: this.cfg.proxyMode, nodeName: this.cfg.nodeName, trustDomain: this.cfg.trustDomain, clusterId: this.cfg.clusterId, network: this.cfg.network },
+      config: { workerThreads: this.cfg.workerThreads, xdsAddress: this.cfg.xdsAddress, caAddress: this.cfg.localCaCert ? undefined : this.cfg.caAddress, xdsOnDemand: this.cfg.xdsOnDemand, proxyMode: this.cfg.proxyMode, nodeName: this.cfg.nodeName, trustDomain: this.cfg.trustDomain, clusterId: this.cfg.clusterId, network: this.cfg.network },
     };
   }
 
@@ -188,10 +199,11 @@ export class Ztunnel {
   stop(reason: string): Promise<void> {
     this.stopping ??= (async () => {
       const deadlineMs = this.cfg.terminationDeadlineMs;
-      const open = this.proxies?.tracker.size ?? this.inpod?.openConnections ?? 0;
+      const threadsOpen = this.failure ? 0 : await this.threads?.openConnections().catch(() => 0);
+      const open = (this.proxies?.tracker.size ?? this.inpod?.openConnections ?? 0) + (threadsOpen ?? 0);
       this.log.info({ reason, open, deadlineMs }, 'draining');
       this.zds?.close();
-      await (this.proxies?.drain(deadlineMs) ?? this.inpod?.drainAll(deadlineMs));
+      await Promise.all([this.proxies?.drain(deadlineMs) ?? this.inpod?.drainAll(deadlineMs), this.threads?.drain(deadlineMs)]);
       this.source?.close();
       this.xds?.close();
       this.certs?.close();

@@ -34,6 +34,8 @@ Certificates: the local CA when LOCAL_CA_CERT and LOCAL_CA_KEY are both set, els
   TERMINATION_GRACE_PERIOD_SECONDS / CONNECTION_TERMINATION_DEADLINE   drain deadline
   WORKLOAD_CERT_TTL_SECONDS     requested leaf lifetime (default 86400), refreshed at half; backoff 0.5 s to 150 s on failure
   LOG_LEVEL             trace|debug|info|warn|error (default info)
+  ZTUNNEL_WORKER_THREADS  threads serving traffic (default 1): the main thread plus N-1 proxy threads, each with its
+                        own SO_REUSEPORT listeners in every pod, so the kernel spreads connections over them
 Ports: 15001 outbound, 15006 inbound plaintext, 15008 HBONE, 15020 metrics, 15021 readiness, 127.0.0.1:15000 admin.
 `;
 
@@ -53,7 +55,7 @@ try {
 process.on('SIGTERM', () => void zt.stop('SIGTERM'));
 process.on('SIGINT', () => void zt.stop('SIGINT'));
 // However the drain was started (signal or POST /quitquitquit), exit when it is done.
-void zt.stopped.then(() => process.exit(0));
+void zt.stopped.then(() => process.exit(zt.failure ? 1 : 0));
 
 zt.start().catch((e: Error) => {
   zt.log.fatal({ err: e.message }, 'ztunnel failed to start');

@@ -59,6 +59,8 @@ export interface Config {
   bindAddress: string;
   ports: { outbound: number; inbound: number; inboundPlaintext: number; socks5: number; metrics: number; readiness: number; admin: number };
   logLevel: string;
+  /** Threads that serve traffic (ZTUNNEL_WORKER_THREADS): the main thread and this many minus one proxy threads. */
+  workerThreads: number;
 }
 
 export class ConfigError extends Error {}
@@ -120,6 +122,12 @@ function caAddress(env: Env): { address?: string; plaintext: boolean } {
   return { address: hostPort, plaintext };
 }
 
+function workerThreads(env: Env): number {
+  const n = int(env, 'ZTUNNEL_WORKER_THREADS', 1);
+  if (n < 1 || n > 64) throw new ConfigError(`ZTUNNEL_WORKER_THREADS must be between 1 and 64, got ${n}`);
+  return n;
+}
+
 function prefixed(env: Env, prefix: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) if (k.startsWith(prefix) && k.length > prefix.length && v !== undefined) out[k.slice(prefix.length)] = v;
@@ -172,5 +180,6 @@ export function loadConfig(env: Env = process.env): Config {
     bindAddress: env.BIND_ADDRESS || '0.0.0.0',
     ports: { outbound: 15001, inbound: 15008, inboundPlaintext: 15006, socks5: 15080, metrics: 15020, readiness: 15021, admin: 15000 },
     logLevel: env.LOG_LEVEL || 'info',
+    workerThreads: workerThreads(env),
   };
 }

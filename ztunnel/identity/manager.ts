@@ -15,6 +15,13 @@ export interface WorkloadCertificate {
   notAfter: Date;
 }
 
+/** What the proxies need of certificates: the main thread's manager, or a proxy thread's view of it (workers/). */
+export interface CertificateSource {
+  get(id: Identity): Promise<WorkloadCertificate>;
+  on(event: 'issued', listener: (cert: WorkloadCertificate) => void): unknown;
+  off(event: 'issued', listener: (cert: WorkloadCertificate) => void): unknown;
+}
+
 interface Entry {
   id: Identity;
   current?: WorkloadCertificate;
@@ -28,7 +35,7 @@ const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 150_000;
 
 /** Emits 'issued' with each new certificate, so servers can present the rotated one. */
-export class CertificateManager extends EventEmitter<{ issued: [WorkloadCertificate] }> {
+export class CertificateManager extends EventEmitter<{ issued: [WorkloadCertificate] }> implements CertificateSource {
   private readonly entries = new Map<string, Entry>();
 
   constructor(

@@ -1,10 +1,12 @@
 // Pods handed over by the node agent: one set of in-pod listeners per pod, reconciled against each snapshot.
 import { fstatSync } from 'node:fs';
 import type { WorkloadInfo } from '../config/env.js';
+import type { CertificateManager } from '../identity/manager.js';
 import { formatIdentity } from '../identity/spiffe.js';
 import { closeFd } from '../native/index.js';
 import { NetnsSocketFactory } from '../net/sockets.js';
 import { WorkloadProxies, type Shared } from '../proxy/workload-proxies.js';
+import type { ProxyThreads } from '../workers/host.js';
 import type { ZdsHandler } from './zds-client.js';
 import type { ZdsMessage } from './zds-protocol.js';
 
@@ -26,7 +28,12 @@ export class InpodManager implements ZdsHandler {
   private snapshotNames = new Set<string>();
   private readonly retryTimer: NodeJS.Timeout;
 
-  constructor(private readonly shared: Shared) {
+  constructor(
+    private readonly shared: Shared,
+    private readonly certs: CertificateManager,
+    /** The other proxy threads, which serve every pod too (ZTUNNEL_WORKER_THREADS). */
+    private readonly threads?: ProxyThreads,
+  ) {
     this.retryTimer = setInterval(() => void this.retryPending(), RETRY_PENDING_MS);
     this.retryTimer.unref();
   }
@@ -91,14 +98,24 @@ export class InpodManager implements ZdsHandler {
   }
 
   private async startProxies(uid: string, pod: Pod): Promise<void> {
-    const proxies = new WorkloadProxies(this.shared, pod.info, new NetnsSocketFactory(pod.netnsFd, true), this.shared.cfg.enableOrigSrc);
+    const spoof = this.shared.cfg.enableOrigSrc;
+    const proxies = new WorkloadProxies(this.shared, pod.info, new NetnsSocketFactory(pod.netnsFd, true), spoof);
     try {
       await proxies.start();
+      await this.threads?.addPod(uid, pod.info, pod.netnsFd, spoof).catch((err: Error) => {
+        proxies.close();
+        this.threads!.removePod(uid);
+        throw err;
+      });
     } catch (err) {
       this.pending.add(uid);
       throw new Error(`starting proxies for ${pod.info.namespace}/${pod.info.name}: ${(err as Error).message}`);
     }
-    if (this.pods.get(uid) !== pod) return proxies.close(); // deleted while starting
+    if (this.pods.get(uid) !== pod) {
+      // deleted while starting
+      proxies.close();
+      return this.threads?.removePod(uid);
+    }
     pod.proxies = proxies;
     this.pending.delete(uid);
   }
@@ -121,11 +138,12 @@ export class InpodManager implements ZdsHandler {
     this.pods.delete(uid);
     this.pending.delete(uid);
     pod.proxies?.close();
+    this.threads?.removePod(uid);
     try {
       closeFd(pod.netnsFd);
     } catch {}
     const id = pod.proxies?.identity;
-    if (id && ![...this.pods.values()].some((p) => p.proxies && formatIdentity(p.proxies.identity) === formatIdentity(id))) this.shared.certs.forget(id);
+    if (id && ![...this.pods.values()].some((p) => p.proxies && formatIdentity(p.proxies.identity) === formatIdentity(id))) this.certs.forget(id);
   }
 
   /** For config_dump: which pods are served and which are pending. */

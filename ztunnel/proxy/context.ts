@@ -1,7 +1,7 @@
 // What the proxies share. They read state and certificates; they never write config.
 import type { Logger } from 'pino';
 import type { Config } from '../config/env.js';
-import type { CertificateManager } from '../identity/manager.js';
+import type { CertificateSource } from '../identity/manager.js';
 import type { SocketFactory } from '../net/sockets.js';
 import type { ProxyState } from '../state/index.js';
 import type { Workload } from '../state/types.js';
@@ -12,7 +12,7 @@ import type { ConnectionTracker } from './tracker.js';
 export interface ProxyContext {
   cfg: Config;
   state: ProxyState;
-  certs: CertificateManager;
+  certs: CertificateSource;
   pool: HbonePool;
   sockets: SocketFactory;
   metrics: Metrics;

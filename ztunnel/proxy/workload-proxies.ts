@@ -6,7 +6,7 @@ import type { Config, WorkloadInfo } from '../config/env.js';
 import { dialHbone } from '../hbone/client.js';
 import { HbonePool } from '../hbone/pool.js';
 import { HboneServer } from '../hbone/server.js';
-import type { CertificateManager, WorkloadCertificate } from '../identity/manager.js';
+import type { CertificateSource, WorkloadCertificate } from '../identity/manager.js';
 import { formatIdentity, parseIdentity, type Identity } from '../identity/spiffe.js';
 import { originalDst, socketFd } from '../native/index.js';
 import { canonicalIp } from '../net/ip.js';
@@ -25,7 +25,7 @@ import { ConnectionTracker } from './tracker.js';
 export interface Shared {
   cfg: Config;
   state: ProxyState;
-  certs: CertificateManager;
+  certs: CertificateSource;
   metrics: Metrics;
   log: Logger;
   accessLog: Logger;

@@ -1,0 +1,92 @@
+// A proxy thread (ZTUNNEL_WORKER_THREADS > 1): serves every pod with listeners of its own, next to the main thread's,
+// from a replica of the main thread's state. See protocol.ts for what it is asked and what it asks.
+import { parentPort, workerData } from 'node:worker_threads';
+import type { WorkloadCertificate } from '../identity/manager.js';
+import { closeFd } from '../native/index.js';
+import { NetnsSocketFactory } from '../net/sockets.js';
+import { WorkloadProxies, type Shared } from '../proxy/workload-proxies.js';
+import { ProxyState } from '../state/index.js';
+import { applyOp } from '../state/replica.js';
+import { createLogger } from '../telemetry/log.js';
+import { Metrics } from '../telemetry/metrics.js';
+import type { HostApi, PodSpec, ThreadApi, ThreadData } from './protocol.js';
+import { RemoteCertificates } from './remote-certificates.js';
+import { Rpc } from './rpc.js';
+
+interface Pod {
+  spec: PodSpec;
+  proxies: WorkloadProxies;
+  started: boolean;
+}
+
+const { cfg, index, logLevel } = workerData as ThreadData;
+const log = createLogger(logLevel, { node: cfg.nodeName || undefined, thread: index });
+const accessLog = log.child({ scope: 'access' });
+const state = new ProxyState();
+const pods = new Map<string, Pod>();
+
+function release(pod: Pod): void {
+  pod.proxies.close();
+  if (pod.spec.netnsFd !== undefined) {
+    try {
+      closeFd(pod.spec.netnsFd);
+    } catch {}
+  }
+}
+
+const api: ThreadApi = {
+  hello: () => index,
+  ops: (ops) => {
+    for (const op of ops) applyOp(state, op);
+  },
+  issued: (cert: WorkloadCertificate) => certs.issued(cert),
+  logLevel: (level) => {
+    log.level = level;
+    accessLog.level = level;
+  },
+  addPod: async (spec) => {
+    pods.get(spec.key)?.proxies.close(); // the main thread removes a pod before adding it again; never leak listeners
+    const sockets = new NetnsSocketFactory(spec.netnsFd, true);
+    const pod: Pod = { spec, proxies: new WorkloadProxies(shared, spec.info, sockets, spec.spoofSource), started: false };
+    pods.set(spec.key, pod);
+    try {
+      await pod.proxies.start();
+    } catch (err) {
+      if (pods.get(spec.key) === pod) pods.delete(spec.key);
+      release(pod);
+      throw err;
+    }
+    pod.started = true;
+    if (pods.get(spec.key) !== pod) release(pod); // removed while starting
+  },
+  removePod: (key) => {
+    const pod = pods.get(key);
+    if (!pod) return;
+    pods.delete(key);
+    if (pod.started) release(pod); // else addPod releases it once its start is over
+  },
+  drain: async (deadlineMs) => {
+    const all = [...pods.values()];
+    pods.clear();
+    const results = await Promise.all(all.map((p) => p.proxies.drain(deadlineMs)));
+    for (const p of all) release(p);
+    log.flush();
+    return results.every(Boolean);
+  },
+  metrics: () => shared.metrics.registry.getMetricsAsJSON(),
+  openConnections: () => {
+    let n = 0;
+    for (const p of pods.values()) n += p.proxies.tracker.size;
+    return n;
+  },
+};
+
+const host = new Rpc<ThreadApi, HostApi>(parentPort!, api);
+const certs = new RemoteCertificates((id) => host.call('certificate', id));
+if (cfg.xdsOnDemand) {
+  state.resolver = {
+    fetch: (network, ip) => host.call('resolve', { network, ip }),
+    touch: (network, ip) => host.notify('touch', { network, ip }),
+  };
+}
+const shared: Shared = { cfg, state, certs, metrics: new Metrics(), log, accessLog };
