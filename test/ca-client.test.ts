@@ -14,7 +14,7 @@ import { CaClient, type CaClientOptions } from '../ztunnel/identity/ca-client.js
 import { LocalCa } from '../ztunnel/identity/local-ca.js';
 import { CertificateManager } from '../ztunnel/identity/manager.js';
 import type { CertificateProvider } from '../ztunnel/identity/provider.js';
-import { EC_P256, exportKeyPem, importEcKeyPem, uriSans, x509, type CryptoKey } from '../ztunnel/identity/x509.js';
+import { createLeafCertificate, EC_P256, exportKeyPem, importEcKeyPem, uriSans, x509, type CryptoKey } from '../ztunnel/identity/x509.js';
 
 const log = pino({ level: 'silent' });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -59,21 +59,14 @@ async function makeIntermediate(root: Authority): Promise<Authority> {
 }
 
 async function makeLeaf(issuer: Authority, publicKey: unknown, sans: x509.JsonGeneralNames, ttlSeconds: number, server = false): Promise<string> {
-  const cert = await x509.X509CertificateGenerator.create({
-    serialNumber: serial(),
-    subject: server ? 'CN=istiod' : '',
-    issuer: issuer.cert.subject,
+  const cert = await createLeafCertificate({
+    issuer: issuer.cert,
+    signingKey: issuer.key,
+    publicKey,
+    sans,
     notBefore: new Date(Date.now() - 60_000),
     notAfter: new Date(Date.now() + ttlSeconds * 1000),
-    publicKey: publicKey as never,
-    signingKey: issuer.key as never,
-    signingAlgorithm: EC_P256,
-    extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
-      new x509.SubjectAlternativeNameExtension(sans, !server),
-    ],
+    subject: server ? 'CN=istiod' : '',
   });
   return cert.toString('pem') + '\n';
 }

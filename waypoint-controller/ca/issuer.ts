@@ -1,7 +1,6 @@
 // Signs workload CSRs: ECDSA P-256 leaf, empty subject, one critical SPIFFE URI SAN, chain leaf-first ending in the root.
-import { randomBytes } from 'node:crypto';
 import { parseIdentity } from '../../ztunnel/identity/spiffe.js';
-import { x509 } from '../../ztunnel/identity/x509.js';
+import { createLeafCertificate, x509 } from '../../ztunnel/identity/x509.js';
 import type { CaMaterial } from './root.js';
 
 /** The request itself is unacceptable (maps to INVALID_ARGUMENT). */
@@ -98,23 +97,14 @@ export class CertIssuer {
     const ttl = effectiveTtlSeconds(requestedTtlSeconds, this.opts);
     const notBefore = new Date(now - (this.opts.backdateSeconds ?? 60) * 1000);
     const notAfter = new Date(Math.min(now + ttl * 1000, this.ca.signingCert.notAfter.getTime()));
-    const leaf = await x509.X509CertificateGenerator.create({
-      serialNumber: randomBytes(16).toString('hex').replace(/^[89a-f]/, '1'),
-      subject: '',
-      issuer: this.ca.signingCert.subjectName,
+    const leaf = await createLeafCertificate({
+      issuer: this.ca.signingCert,
+      signingKey: this.ca.signingKey,
+      signingAlgorithm: this.ca.signingAlgorithm,
+      publicKey: csr.publicKey,
+      sans: [{ type: 'url', value: identity }],
       notBefore,
       notAfter,
-      publicKey: csr.publicKey,
-      signingKey: this.ca.signingKey as never,
-      signingAlgorithm: this.ca.signingAlgorithm,
-      extensions: [
-        new x509.BasicConstraintsExtension(false, undefined, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
-        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
-        // Empty subject, so the SAN is critical (RFC 5280 4.2.1.6).
-        new x509.SubjectAlternativeNameExtension([{ type: 'url', value: identity }], true),
-        await x509.AuthorityKeyIdentifierExtension.create(this.ca.signingCert, false),
-      ],
     });
     return {
       certChain: [leaf.toString('pem').trim() + '\n', ...this.ca.chainPem],

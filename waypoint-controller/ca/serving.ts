@@ -1,6 +1,6 @@
 // The controller's own TLS certificate for 15012 (xDS and CA), from the mesh root, with the names ztunnels dial.
-import { randomBytes, webcrypto } from 'node:crypto';
-import { EC_P256, exportKeyPem, x509 } from '../../ztunnel/identity/x509.js';
+import { webcrypto } from 'node:crypto';
+import { createLeafCertificate, EC_P256, exportKeyPem, x509 } from '../../ztunnel/identity/x509.js';
 import type { CaMaterial } from './root.js';
 
 export interface ServingNames {
@@ -25,21 +25,15 @@ export async function issueServingCertificate(ca: CaMaterial, names: ServingName
     ...(names.ipAddresses ?? []).map((value) => ({ type: 'ip' as const, value })),
     ...(names.identity ? [{ type: 'url' as const, value: names.identity }] : []),
   ];
-  const cert = await x509.X509CertificateGenerator.create({
-    serialNumber: randomBytes(16).toString('hex').replace(/^[89a-f]/, '1'),
-    subject: '',
-    issuer: ca.signingCert.subjectName,
+  const cert = await createLeafCertificate({
+    issuer: ca.signingCert,
+    signingKey: ca.signingKey,
+    signingAlgorithm: ca.signingAlgorithm,
+    publicKey: keys.publicKey,
+    sans,
     notBefore: new Date(now - 60_000),
     notAfter: new Date(Math.min(now + ttlSeconds * 1000, ca.signingCert.notAfter.getTime())),
-    publicKey: keys.publicKey as never,
-    signingKey: ca.signingKey as never,
-    signingAlgorithm: ca.signingAlgorithm,
-    extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-      new x509.SubjectAlternativeNameExtension(sans, true),
-    ],
+    extendedKeyUsages: [x509.ExtendedKeyUsage.serverAuth],
   });
   return {
     certChainPem: [cert.toString('pem').trim() + '\n', ...ca.chainPem.slice(0, -1)].join(''),

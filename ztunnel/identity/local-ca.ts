@@ -1,11 +1,11 @@
 // A CA inside ztunnel for local mode: LOCAL_CA_CERT/LOCAL_CA_KEY, created when absent.
-import { randomBytes, webcrypto } from 'node:crypto';
+import { webcrypto } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import selfsigned from 'selfsigned';
 import type { CertificateProvider, IssuedCertificate } from './provider.js';
 import { formatIdentity, type Identity } from './spiffe.js';
-import { EC_P256, exportKeyPem, importEcKeyPem, x509, type CryptoKey } from './x509.js';
+import { createLeafCertificate, EC_P256, exportKeyPem, importEcKeyPem, x509, type CryptoKey } from './x509.js';
 
 export class LocalCa implements CertificateProvider {
   private constructor(
@@ -53,23 +53,13 @@ export class LocalCa implements CertificateProvider {
   async issue(identity: Identity, ttlSeconds: number): Promise<IssuedCertificate> {
     const keys = await webcrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify']);
     const now = Date.now();
-    const leaf = await x509.X509CertificateGenerator.create({
-      serialNumber: randomBytes(16).toString('hex').replace(/^[89a-f]/, '1'),
-      subject: '',
-      issuer: this.root.subject,
+    const leaf = await createLeafCertificate({
+      issuer: this.root,
+      signingKey: this.key,
+      publicKey: keys.publicKey,
+      sans: [{ type: 'url', value: formatIdentity(identity) }],
       notBefore: new Date(now - 60_000),
       notAfter: new Date(now + ttlSeconds * 1000),
-      publicKey: keys.publicKey as never,
-      signingKey: this.key as never,
-      signingAlgorithm: EC_P256,
-      extensions: [
-        new x509.BasicConstraintsExtension(false, undefined, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
-        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
-        // Empty subject, so the SAN must be critical (RFC 5280 4.2.1.6).
-        new x509.SubjectAlternativeNameExtension([{ type: 'url', value: formatIdentity(identity) }], true),
-        await x509.AuthorityKeyIdentifierExtension.create(this.root, false),
-      ],
     });
     return { chainPem: [leaf.toString('pem')], privateKeyPem: await exportKeyPem(keys.privateKey), rootsPem: [this.rootPem] };
   }

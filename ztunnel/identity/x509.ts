@@ -1,7 +1,7 @@
 // One place that loads @peculiar/x509 (it needs the reflect-metadata polyfill first) and the X.509 helpers we share.
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
-import { webcrypto } from 'node:crypto';
+import { randomBytes, webcrypto } from 'node:crypto';
 
 export type CryptoKey = webcrypto.CryptoKey;
 
@@ -30,4 +30,44 @@ export async function importEcKeyPem(pem: string): Promise<CryptoKey> {
 export function uriSans(cert: x509.X509Certificate): string[] {
   const ext = cert.getExtension(x509.SubjectAlternativeNameExtension);
   return ext ? ext.names.items.filter((n) => n.type === 'url').map((n) => n.value) : [];
+}
+
+export interface LeafCertificateParams {
+  /** Certificate of the signing key: the leaf's issuer name is its subject (as encoded there), its public key gives the authority key identifier. */
+  issuer: x509.X509Certificate;
+  signingKey: CryptoKey;
+  /** Default ECDSA P-256 with SHA-256. */
+  signingAlgorithm?: webcrypto.EcdsaParams | webcrypto.RsaHashedImportParams;
+  /** The key the leaf certifies. */
+  publicKey: unknown;
+  sans: x509.JsonGeneralNames;
+  notBefore: Date;
+  notAfter: Date;
+  /** Default empty, as Istio's leaves: the SAN extension is then critical (RFC 5280 4.2.1.6). */
+  subject?: string;
+  /** Default server and client authentication. */
+  extendedKeyUsages?: x509.ExtendedKeyUsageType[];
+}
+
+/** An end-entity certificate as the mesh CA issues them: random positive serial, not a CA, digital signature and key
+ *  encipherment, the given SANs, and an authority key identifier. */
+export async function createLeafCertificate(p: LeafCertificateParams): Promise<x509.X509Certificate> {
+  const subject = p.subject ?? '';
+  return x509.X509CertificateGenerator.create({
+    serialNumber: randomBytes(16).toString('hex').replace(/^[89a-f]/, '1'),
+    subject,
+    issuer: p.issuer.subjectName,
+    notBefore: p.notBefore,
+    notAfter: p.notAfter,
+    publicKey: p.publicKey as never,
+    signingKey: p.signingKey as never,
+    signingAlgorithm: p.signingAlgorithm ?? EC_P256,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
+      new x509.ExtendedKeyUsageExtension(p.extendedKeyUsages ?? [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+      new x509.SubjectAlternativeNameExtension(p.sans, subject === ''),
+      await x509.AuthorityKeyIdentifierExtension.create(p.issuer, false),
+    ],
+  });
 }
