@@ -44,16 +44,11 @@ test('enrollment: namespace label, pod label, opt-out, host network', (t) => {
 test('a pod becomes a workload with uid, identity, owner, canonical names, services and policies', (t) => {
   const w = toWorkload(pod(), ns({ 'istio.io/dataplane-mode': 'ambient' }), [svc], [{ key: 'shop/only-web', namespace: 'shop', selector: { app: 'web' } }], ctx)!;
   const decoded = AddressCodec.decode(AddressCodec.encode({ workload: w })).workload!;
-  t.is(decoded.uid, 'Kubernetes//v1/Pod/shop/web-7d9f8-abcde');
+  t.like(decoded, {
+    uid: 'Kubernetes//v1/Pod/shop/web-7d9f8-abcde', tunnelProtocol: 'HBONE', serviceAccount: 'web', node: 'node1', status: 'HEALTHY',
+    workloadType: 'DEPLOYMENT', workloadName: 'web', canonicalName: 'web', canonicalRevision: 'v2',
+  });
   t.deepEqual([...decoded.addresses[0]!], [10, 244, 1, 5]);
-  t.is(decoded.tunnelProtocol, 'HBONE');
-  t.is(decoded.serviceAccount, 'web');
-  t.is(decoded.node, 'node1');
-  t.is(decoded.workloadType, 'DEPLOYMENT');
-  t.is(decoded.workloadName, 'web');
-  t.is(decoded.canonicalName, 'web');
-  t.is(decoded.canonicalRevision, 'v2');
-  t.is(decoded.status, 'HEALTHY');
   t.deepEqual(decoded.authorizationPolicies, ['shop/only-web']);
   // Named target port resolved against the container; numeric kept.
   t.deepEqual(

@@ -22,17 +22,11 @@ test('a workload converts with IPs, ports map, protocol, status and defaults', (
   const c = convertAddress(addr({ workload: baseWorkload }), D);
   if (c.kind !== 'workload') return t.fail();
   const w = c.workload;
-  t.is(w.uid, 'Kube//v1/Pod/shop/api-1');
+  t.like(w, {
+    uid: 'Kube//v1/Pod/shop/api-1', protocol: 'HBONE', status: 'Healthy', trustDomain: 'td.local', clusterId: 'Kube', serviceAccount: 'api',
+    workloadType: 'deployment', workloadName: 'api', canonicalName: 'api', canonicalRevision: 'v1',
+  });
   t.deepEqual(w.workloadIps, ['10.0.0.5']);
-  t.is(w.protocol, 'HBONE');
-  t.is(w.status, 'Healthy');
-  t.is(w.trustDomain, 'td.local');
-  t.is(w.clusterId, 'Kube');
-  t.is(w.serviceAccount, 'api');
-  t.is(w.workloadType, 'deployment');
-  t.is(w.workloadName, 'api');
-  t.is(w.canonicalName, 'api');
-  t.is(w.canonicalRevision, 'v1');
   t.deepEqual(w.authorizationPolicies, ['shop/allow-web']);
   t.deepEqual([...w.services.get('shop/api.shop.svc.cluster.local')!], [[80, 8080], [443, 0]]);
 });
@@ -43,14 +37,10 @@ test('NONE tunnel is TCP, UNHEALTHY, IPv6 and defaults for empty fields', (t) =>
   v6[15] = 1;
   const c = convertAddress(addr({ workload: { uid: 'u', name: 'n', namespace: 'ns', addresses: [v6], tunnelProtocol: 'NONE', status: 'UNHEALTHY', trustDomain: 'x.y', clusterId: 'C' } }), D);
   if (c.kind !== 'workload') return t.fail();
-  t.is(c.workload.protocol, 'TCP');
-  t.is(c.workload.status, 'Unhealthy');
+  t.like(c.workload, {
+    protocol: 'TCP', status: 'Unhealthy', trustDomain: 'x.y', clusterId: 'C', serviceAccount: 'default', canonicalName: 'n', canonicalRevision: 'latest',
+  });
   t.deepEqual(c.workload.workloadIps, ['fd00::1']);
-  t.is(c.workload.trustDomain, 'x.y');
-  t.is(c.workload.clusterId, 'C');
-  t.is(c.workload.serviceAccount, 'default');
-  t.is(c.workload.canonicalName, 'n');
-  t.is(c.workload.canonicalRevision, 'latest');
 });
 
 test('a service converts with VIPs, ports and subject alt names', (t) => {
