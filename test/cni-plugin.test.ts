@@ -2,9 +2,8 @@
 // config on stdin, against the embedded Kubernetes API server and a fake node agent on a unix socket.
 import test from 'ava';
 import fc from 'fast-check';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,33 +12,16 @@ import { start, kubeConfigFor, type ApiServer } from '../waypoint-controller/api
 import { runPlugin, type PluginDeps } from '../cni-plugin/plugin/plugin.js';
 import { silentLogger } from '../cni-plugin/plugin/log.js';
 import { isCidr } from '../cni-plugin/plugin/spec.js';
+import { fakeAgent, runWithStdin, type FakeAgent, type Run } from './lab/cni-plugin-io.js';
 
 const MAIN = fileURLToPath(new URL('../cni-plugin/plugin/main.js', import.meta.url));
 
 // ---------------------------------------------------------------- fixtures
 
-interface Received { method: string; url: string; contentType: string; body: string }
-interface FakeAgent { socket: string; received: Received[]; status: number; reply: string; close(): Promise<void> }
-
 let dir: string;
 let api: ApiServer;
 let kubeconfig: string;
 let agent: FakeAgent;
-
-async function fakeAgent(socket: string): Promise<FakeAgent> {
-  const a: FakeAgent = { socket, received: [], status: 200, reply: '', close: async () => {} };
-  const server: Server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      a.received.push({ method: req.method ?? '', url: req.url ?? '', contentType: req.headers['content-type'] ?? '', body: Buffer.concat(chunks).toString() });
-      res.writeHead(a.status).end(a.reply);
-    });
-  });
-  await new Promise<void>((r) => server.listen(socket, r));
-  a.close = () => new Promise<void>((r) => server.close(() => r()));
-  return a;
-}
 
 test.before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'ambit-cni-plugin-'));
@@ -76,22 +58,10 @@ test.beforeEach(() => {
   agent.reply = '';
 });
 
-interface Run { stdout: string; stderr: string; code: number | null }
-
 function runCni(env: Record<string, string | undefined>, stdin: string): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const clean: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
-    for (const [k, v] of Object.entries(env)) if (v !== undefined) clean[k] = v;
-    const child = spawn(process.execPath, [MAIN], { env: clean, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => { stdout += c; });
-    child.stderr.on('data', (c) => { stderr += c; });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ stdout, stderr, code }));
-    child.stdin.on('error', () => {});
-    child.stdin.end(stdin);
-  });
+  const clean: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
+  for (const [k, v] of Object.entries(env)) if (v !== undefined) clean[k] = v;
+  return runWithStdin(process.execPath, [MAIN], clean, stdin);
 }
 
 const NETNS = '/var/run/netns/cni-8c1f2d9e-5b7a-4c3e-9f10-1a2b3c4d5e6f';

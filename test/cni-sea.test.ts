@@ -1,14 +1,14 @@
 // The CNI plugin as a single executable (Node SEA), run as kubelet hosts run it: with no Node.js anywhere on PATH.
 // Builds dist/cni-plugin/ambit-cni through cni-plugin/build-sea.sh when it is missing or older than the plugin sources.
 import test from 'ava';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, openSync, readSync, closeSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { start, kubeConfigFor, type ApiServer } from '../waypoint-controller/apiserver/index.js';
+import { fakeAgent, runWithStdin, type FakeAgent, type Run } from './lab/cni-plugin-io.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const EXE = join(ROOT, 'dist/cni-plugin/ambit-cni');
@@ -27,9 +27,7 @@ let dir: string;
 let emptyPath: string;
 let api: ApiServer;
 let kubeconfig: string;
-let agentSocket: string;
-let agentServer: Server;
-const received: { url: string; body: string }[] = [];
+let agent: FakeAgent;
 
 test.before(async () => {
   if (!existsSync(EXE) || statSync(EXE).mtimeMs < newestSource()) {
@@ -50,36 +48,18 @@ test.before(async () => {
   for (const [namespace, name] of [['mesh', 'web-1'], ['plain', 'legacy']] as const) {
     await core.createNamespacedPod({ namespace, body: { metadata: { name }, spec: { containers: [{ name: 'app', image: 'app:1' }] } } });
   }
-  agentSocket = join(dir, 'pluginevent.sock');
-  agentServer = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => { received.push({ url: req.url ?? '', body: Buffer.concat(chunks).toString() }); res.writeHead(200).end(); });
-  });
-  await new Promise<void>((r) => agentServer.listen(agentSocket, r));
+  agent = await fakeAgent(join(dir, 'pluginevent.sock'));
 });
 
 test.after.always(async () => {
-  await new Promise<void>((r) => (agentServer ? agentServer.close(() => r()) : r()));
+  await agent?.close();
   await api?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-interface Run { stdout: string; stderr: string; code: number | null }
-
 /** Runs the executable with only the given environment and PATH set to an empty directory: no node to fall back on. */
 function runSea(env: Record<string, string>, stdin: string): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(EXE, [], { env: { PATH: emptyPath, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => { stdout += c; });
-    child.stderr.on('data', (c) => { stderr += c; });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ stdout, stderr, code }));
-    child.stdin.on('error', () => {});
-    child.stdin.end(stdin);
-  });
+  return runWithStdin(EXE, [], { PATH: emptyPath, ...env }, stdin);
 }
 
 const NETNS = '/var/run/netns/cni-8c1f2d9e-5b7a-4c3e-9f10-1a2b3c4d5e6f';
@@ -99,7 +79,7 @@ function addEnv(namespace: string, name: string): Record<string, string> {
 
 function conf(): string {
   return JSON.stringify({
-    cniVersion: '1.0.0', name: 'k8s-pod-network', type: 'ambit-cni', kubeconfig, cni_event_address: agentSocket,
+    cniVersion: '1.0.0', name: 'k8s-pod-network', type: 'ambit-cni', kubeconfig, cni_event_address: agent.socket,
     cni_event_timeout_ms: 2000, kube_attempts: 1, prevResult: PREV_RESULT,
   });
 }
@@ -143,14 +123,14 @@ test.serial('the bundled Kubernetes client works: a pod outside the mesh passes 
   const plain = await runSea(addEnv('plain', 'legacy'), conf());
   t.is(plain.code, 0, plain.stderr);
   t.deepEqual(JSON.parse(plain.stdout), PREV_RESULT);
-  t.is(received.length, 0);
+  t.is(agent.received.length, 0);
 
   const mesh = await runSea(addEnv('mesh', 'web-1'), conf());
   t.is(mesh.code, 0, mesh.stderr);
   t.deepEqual(JSON.parse(mesh.stdout), PREV_RESULT);
-  t.is(received.length, 1);
-  t.is(received[0]!.url, '/cmdadd');
-  const ev = JSON.parse(received[0]!.body) as { PodName?: string; PodNamespace?: string; Netns?: string };
+  t.is(agent.received.length, 1);
+  t.is(agent.received[0]!.url, '/cmdadd');
+  const ev = JSON.parse(agent.received[0]!.body) as { PodName?: string; PodNamespace?: string; Netns?: string };
   t.is(ev.PodName, 'web-1');
   t.is(ev.PodNamespace, 'mesh');
   t.is(ev.Netns, NETNS);
