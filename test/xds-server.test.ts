@@ -16,7 +16,7 @@ import {
   type DeltaDiscoveryRequest,
   type DeltaDiscoveryResponse,
 } from '../protos/xds.js';
-import { ResourceStore, XdsServer, addressGroups, addressNameAndAliases } from '../waypoint-controller/xds/index.js';
+import { ResourceStore, XdsServer, addressGroups, addressNameAndAliases, type XdsServerOptions } from '../waypoint-controller/xds/index.js';
 import { ipToBytes } from '../ztunnel/net/ip.js';
 
 // ------------------------------------------------------------------ fixtures
@@ -75,19 +75,26 @@ const NODE = {
   metadata: toStruct({ NAME: 'ztunnel-abc', NAMESPACE: 'istio-system', INSTANCE_IPS: '10.244.0.5', NODE_NAME: 'node-a' }),
 };
 
+type AdsStream = grpc.ClientDuplexStream<Partial<DeltaDiscoveryRequest>, DeltaDiscoveryResponse>;
+
+/** A plaintext DeltaAggregatedResources stream to 127.0.0.1:port with the given call metadata. */
+function openAds(port: number, metadata: Record<string, string>): { client: grpc.Client; stream: AdsStream } {
+  const client = new AdsClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  const md = new grpc.Metadata();
+  for (const [k, v] of Object.entries(metadata)) md.set(k, v);
+  const method = (client as unknown as Record<string, (md: grpc.Metadata) => AdsStream>).deltaAggregatedResources!;
+  return { client, stream: method.call(client, md) };
+}
+
 class TestClient {
   private readonly client: grpc.Client;
-  private readonly stream: grpc.ClientDuplexStream<Partial<DeltaDiscoveryRequest>, DeltaDiscoveryResponse>;
+  private readonly stream: AdsStream;
   private readonly queue: DeltaDiscoveryResponse[] = [];
   private waiter: (() => void) | undefined;
   ended = false;
 
   constructor(port: number) {
-    this.client = new AdsClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
-    const md = new grpc.Metadata();
-    md.set('clusterid', 'Kubernetes');
-    const method = (this.client as unknown as Record<string, (md: grpc.Metadata) => typeof this.stream>).deltaAggregatedResources!;
-    this.stream = method.call(this.client, md);
+    ({ client: this.client, stream: this.stream } = openAds(port, { clusterid: 'Kubernetes' }));
     this.stream.on('data', (r: DeltaDiscoveryResponse) => {
       this.queue.push(r);
       this.waiter?.();
@@ -161,23 +168,26 @@ const log = pino(
   }),
 );
 
-async function setup(opts: { debounceMs?: number; maxDelayMs?: number } = {}) {
+/** ztunnel's on-demand start: subscribe and unsubscribe "*" = subscribed to nothing. */
+const ON_DEMAND = { resourceNamesSubscribe: ['*'], resourceNamesUnsubscribe: ['*'] };
+
+/** A server on a store seeded with workloads a, b and service web; `connect(first)` opens a client stream and sends
+ *  its first request (NODE, and wildcard unless `first` says otherwise). */
+async function setup(opts: { debounceMs?: number; maxDelayMs?: number; authenticate?: XdsServerOptions['authenticate'] } = {}) {
   const store = new ResourceStore();
-  const server = new XdsServer({ store, debounceMs: opts.debounceMs ?? 20, maxDelayMs: opts.maxDelayMs ?? 200, log });
+  const server = new XdsServer({ store, debounceMs: opts.debounceMs ?? 20, maxDelayMs: opts.maxDelayMs ?? 200, log, authenticate: opts.authenticate });
   servers.push(server);
   const port = await server.listen('127.0.0.1:0');
-  const connect = () => {
-    const c = new TestClient(port);
-    clients.push(c);
-    return c;
-  };
-  return { store, server, port, connect };
-}
-
-function seed(store: ResourceStore) {
   putAddress(store, workload('a', '10.0.0.1'));
   putAddress(store, workload('b', '10.0.0.2'));
   putAddress(store, service('web', '10.96.0.10'));
+  const connect = (first: Partial<DeltaDiscoveryRequest> = {}) => {
+    const c = new TestClient(port);
+    clients.push(c);
+    c.send({ node: NODE, ...first });
+    return c;
+  };
+  return { store, server, port, connect };
 }
 
 const names = (r: DeltaDiscoveryResponse) => r.resources.map((x) => x.name).sort();
@@ -192,9 +202,7 @@ test.after.always(async () => {
 
 test.serial('wildcard subscription gets every resource; node and clusterid are recorded', async (t) => {
   const { store, server, connect } = await setup();
-  seed(store);
   const c = connect();
-  c.send({ node: NODE });
   const r = await c.next();
   t.is(r.typeUrl, ADDRESS_TYPE_URL);
   t.deepEqual(names(r), [uid('a'), uid('b'), 'shop/web.shop.svc.cluster.local'].sort());
@@ -225,11 +233,8 @@ test.serial('wildcard subscription gets every resource; node and clusterid are r
 
 test.serial('an update reaches wildcard subscribers as one delta with only the changed resource; removal as removed_resources', async (t) => {
   const { store, connect } = await setup();
-  seed(store);
   const c1 = connect();
   const c2 = connect();
-  c1.send({ node: NODE });
-  c2.send({ node: NODE });
   const first = await c1.next();
   await c2.next();
   c1.ack(first);
@@ -258,10 +263,8 @@ test.serial('an update reaches wildcard subscribers as one delta with only the c
 
 test.serial('explicit subscription by name and by <network>/<ip> alias gets only that; unknown keys come back removed', async (t) => {
   const { store, server, connect } = await setup();
-  seed(store);
-  const c = connect();
-  // ztunnel's on-demand start: subscribe and unsubscribe "*" = subscribed to nothing; answered empty.
-  c.send({ node: NODE, resourceNamesSubscribe: ['*'], resourceNamesUnsubscribe: ['*'] });
+  // ztunnel's on-demand start, answered empty.
+  const c = connect(ON_DEMAND);
   const r0 = await c.next();
   t.deepEqual(r0.resources, []);
   t.deepEqual(r0.removedResources, []);
@@ -307,10 +310,8 @@ test.serial('explicit subscription by name and by <network>/<ip> alias gets only
 
 test.serial('a change to a resource nobody subscribed to reaches no one', async (t) => {
   const { store, server, connect } = await setup();
-  seed(store);
   putAddress(store, workload('other', '10.0.0.50'));
-  const c = connect();
-  c.send({ node: NODE, resourceNamesSubscribe: [uid('a')] });
+  const c = connect({ resourceNamesSubscribe: [uid('a')] });
   const r0 = await c.next();
   t.deepEqual(names(r0), [uid('a')]);
 
@@ -323,9 +324,7 @@ test.serial('a change to a resource nobody subscribed to reaches no one', async 
 
 test.serial('unsubscribe stops updates and is not answered', async (t) => {
   const { store, connect } = await setup();
-  seed(store);
-  const c = connect();
-  c.send({ node: NODE, resourceNamesSubscribe: [uid('a'), `${NET}/10.0.0.2`] });
+  const c = connect({ resourceNamesSubscribe: [uid('a'), `${NET}/10.0.0.2`] });
   const r0 = await c.next();
   t.deepEqual(names(r0), [uid('a'), uid('b')]);
   c.ack(r0);
@@ -338,7 +337,6 @@ test.serial('unsubscribe stops updates and is not answered', async (t) => {
 
   // Wildcard subscribers can leave the wildcard with "*".
   const w = connect();
-  w.send({ node: NODE });
   await w.next();
   w.send({ resourceNamesUnsubscribe: ['*'] });
   await w.drain(100);
@@ -348,9 +346,7 @@ test.serial('unsubscribe stops updates and is not answered', async (t) => {
 
 test.serial('ACK is tracked; a NACK is logged with its reason, counted and not answered by a resend', async (t) => {
   const { store, server, connect } = await setup();
-  seed(store);
   const c = connect();
-  c.send({ node: NODE });
   const r0 = await c.next();
   c.ack(r0);
   await c.drain(50);
@@ -382,9 +378,7 @@ test.serial('ACK is tracked; a NACK is logged with its reason, counted and not a
 
 test.serial('reconnect with initial_resource_versions gets only what changed meanwhile', async (t) => {
   const { store, connect } = await setup();
-  seed(store);
   const c1 = connect();
-  c1.send({ node: NODE });
   const r0 = await c1.next();
   const held = Object.fromEntries(r0.resources.map((r) => [r.name, r.version]));
   c1.close();
@@ -394,16 +388,14 @@ test.serial('reconnect with initial_resource_versions gets only what changed mea
   putAddress(store, workload('c', '10.0.0.3')); // new
   await new Promise((r) => setTimeout(r, 60));
 
-  const c2 = connect();
-  c2.send({ node: NODE, initialResourceVersions: held });
+  const c2 = connect({ initialResourceVersions: held });
   const r1 = await c2.next();
   t.deepEqual(names(r1), [uid('b'), uid('c')]);
   t.deepEqual(r1.removedResources, ['shop/web.shop.svc.cluster.local']);
   t.deepEqual(await c2.drain(150), []);
 
   // A client that does not know versions (ztunnel sends "") gets everything it has again.
-  const c3 = connect();
-  c3.send({ node: NODE, initialResourceVersions: { [uid('a')]: '', gone: '' } });
+  const c3 = connect({ initialResourceVersions: { [uid('a')]: '', gone: '' } });
   const r2 = await c3.next();
   t.deepEqual(names(r2), [uid('a'), uid('b'), uid('c')]);
   t.deepEqual(r2.removedResources, ['gone']);
@@ -411,9 +403,7 @@ test.serial('reconnect with initial_resource_versions gets only what changed mea
 
 test.serial('debounce coalesces a burst into one push, and a steady stream is not starved', async (t) => {
   const { store, server, connect } = await setup({ debounceMs: 50, maxDelayMs: 150 });
-  seed(store);
   const c = connect();
-  c.send({ node: NODE });
   await c.next();
 
   const N = 30;
@@ -452,13 +442,9 @@ test.serial('debounce coalesces a burst into one push, and a steady stream is no
 
 test.serial('two clients: only the on-demand subscriber of a resource receives it; wildcard receives all', async (t) => {
   const { store, server, connect } = await setup();
-  seed(store);
   const wild = connect();
-  const od1 = connect();
-  const od2 = connect();
-  wild.send({ node: NODE });
-  od1.send({ node: NODE, resourceNamesSubscribe: ['*'], resourceNamesUnsubscribe: ['*'] });
-  od2.send({ node: NODE, resourceNamesSubscribe: ['*'], resourceNamesUnsubscribe: ['*'] });
+  const od1 = connect(ON_DEMAND);
+  const od2 = connect(ON_DEMAND);
   await wild.next();
   await od1.next();
   await od2.next();
@@ -477,17 +463,13 @@ test.serial('two clients: only the on-demand subscriber of a resource receives i
 
 test.serial('on-demand subscription to a service VIP gets the service and its workloads; pods joining later follow', async (t) => {
   const { store, server, connect } = await setup();
-  seed(store);
   putAddress(store, workload('web-1', '10.0.1.1', memberOf('web')));
   putAddress(store, workload('web-2', '10.0.1.2', memberOf('web')));
   putAddress(store, service('api', '10.96.0.11'));
   putAddress(store, workload('api-1', '10.0.2.1', memberOf('api')));
   const wild = connect();
-  const od1 = connect();
-  const od2 = connect();
-  wild.send({ node: NODE });
-  od1.send({ node: NODE, resourceNamesSubscribe: ['*'], resourceNamesUnsubscribe: ['*'] });
-  od2.send({ node: NODE, resourceNamesSubscribe: ['*'], resourceNamesUnsubscribe: ['*'] });
+  const od1 = connect(ON_DEMAND);
+  const od2 = connect(ON_DEMAND);
   t.is((await wild.next()).resources.length, 7);
   await od1.next();
   await od2.next();
@@ -564,25 +546,16 @@ test('store: groups are indexed both ways and a change of groups alone is notifi
 });
 
 test('an authenticate hook decides per stream: refused streams end UNAUTHENTICATED, accepted ones are served', async (t) => {
-  const store = new ResourceStore();
   const seen: { token: string; localPort: number | undefined }[] = [];
-  const server = new XdsServer({
-    store, debounceMs: 20, maxDelayMs: 200, log,
+  const { port } = await setup({
     authenticate: async ({ metadata, localPort }) => {
       const token = String(metadata.get('authorization')[0] ?? '');
       seen.push({ token, localPort });
       return token === 'Bearer good' ? undefined : 'no valid token';
     },
   });
-  servers.push(server);
-  const port = await server.listen('127.0.0.1:0');
-  seed(store);
   const call = (token?: string) => {
-    const client = new AdsClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
-    const md = new grpc.Metadata();
-    if (token) md.set('authorization', token);
-    const method = (client as unknown as Record<string, (md: grpc.Metadata) => grpc.ClientDuplexStream<Partial<DeltaDiscoveryRequest>, DeltaDiscoveryResponse>>).deltaAggregatedResources!;
-    const stream = method.call(client, md);
+    const { client, stream } = openAds(port, token ? { authorization: token } : {});
     const outcome = new Promise<string>((resolve) => {
       stream.on('data', (r: DeltaDiscoveryResponse) => resolve(`data ${r.resources.length}`));
       stream.on('error', (e: grpc.ServiceError) => resolve(`error ${e.code} ${e.details}`));
