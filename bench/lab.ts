@@ -27,14 +27,18 @@ export interface Target {
 }
 
 export class BenchLab {
-  readonly cluster = new Cluster({
-    nodes: [
-      { name: 'node1', pods: [{ name: 'client', serviceAccount: 'client', enrolled: true }, { name: 'client-plain' }] },
-      { name: 'node2', pods: [{ name: 'server', serviceAccount: 'server', enrolled: true }, { name: 'server-plain' }] },
-    ],
-  });
+  readonly cluster: Cluster;
   private readonly children: ChildProcess[] = [];
   private stunnels: ChildProcess[] = [];
+
+  /** `threads`: ZTUNNEL_WORKER_THREADS of both ztunnels. */
+  constructor(threads = 1) {
+    const nodes = [
+      { name: 'node1', pods: [{ name: 'client', serviceAccount: 'client', enrolled: true }, { name: 'client-plain' }] },
+      { name: 'node2', pods: [{ name: 'server', serviceAccount: 'server', enrolled: true }, { name: 'server-plain' }] },
+    ];
+    this.cluster = new Cluster({ nodes }, { env: { ZTUNNEL_WORKER_THREADS: String(threads) } });
+  }
 
   async start(): Promise<void> {
     await this.cluster.start();

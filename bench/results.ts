@@ -17,6 +17,8 @@ export interface MachineInfo {
   quick: boolean;
   /** Versions of the external tools used (iperf3, stunnel). */
   tools: Record<string, string>;
+  /** Threads each ztunnel served traffic with (ZTUNNEL_WORKER_THREADS); absent in runs from before it existed. */
+  ztunnelThreads?: number;
 }
 
 /** Bulk transfer, client pod -> server pod (iperf3). */

@@ -1,5 +1,6 @@
 // npm run bench: every figure for direct TCP, ambit and stunnel in one run on one lab, then the report.
-// See bench/README.md. Flags: --quick (CI: seconds), --out DIR (default bench/out), --only a,b (benchmarks by name).
+// See bench/README.md. Flags: --quick (CI: seconds), --out DIR (default bench/out), --only a,b (benchmarks by name),
+// --threads N (ZTUNNEL_WORKER_THREADS of both ztunnels, default 1).
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import { resolve } from 'node:path';
@@ -24,11 +25,11 @@ const PROXIES = ['ambit', 'stunnel'] as const;
 type Proxy = (typeof PROXIES)[number];
 
 function usage(): never {
-  console.log(`usage: npm run bench -- [--quick] [--out DIR] [--only ${BENCHMARKS.join(',')}]`);
+  console.log(`usage: npm run bench -- [--quick] [--out DIR] [--only ${BENCHMARKS.join(',')}] [--threads N]`);
   process.exit(2);
 }
 
-function machineInfo(quick: boolean): MachineInfo {
+function machineInfo(quick: boolean, ztunnelThreads: number): MachineInfo {
   // The first line that names the tool (stunnel prints its version on stderr).
   const version = (cmd: string, arg: string, name: RegExp) => {
     const r = spawnSync(cmd, [arg], { encoding: 'utf8' });
@@ -44,6 +45,7 @@ function machineInfo(quick: boolean): MachineInfo {
     date: new Date().toISOString(),
     quick,
     tools: { iperf3: version('iperf3', '--version', /^iperf /), stunnel: version('stunnel4', '-version', /^stunnel /) },
+    ztunnelThreads,
   };
 }
 
@@ -57,17 +59,19 @@ async function withCpu<T>(lab: BenchLab, mode: Mode, work: () => Promise<T>): Pr
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { quick: { type: 'boolean' }, out: { type: 'string' }, only: { type: 'string' }, help: { type: 'boolean' } } });
+  const { values } = parseArgs({ options: { quick: { type: 'boolean' }, out: { type: 'string' }, only: { type: 'string' }, threads: { type: 'string' }, help: { type: 'boolean' } } });
   if (values.help) usage();
   const only = new Set<Benchmark>((values.only?.split(',') ?? BENCHMARKS) as Benchmark[]);
   for (const b of only) if (!BENCHMARKS.includes(b)) usage();
+  const threads = Number(values.threads ?? 1);
+  if (!Number.isInteger(threads) || threads < 1 || threads > 64) usage();
   const quick = values.quick ?? false;
   const p: Profile = quick ? PROFILES.quick : PROFILES.full;
   const out = resolve(values.out ?? 'bench/out');
-  const results: BenchResults = { version: 1, machine: machineInfo(quick), throughput: [], latency: [], connRate: [], cpu: [], idleMemory: [], stateHeap: [] };
+  const results: BenchResults = { version: 1, machine: machineInfo(quick, threads), throughput: [], latency: [], connRate: [], cpu: [], idleMemory: [], stateHeap: [] };
   const log = (msg: string) => console.log(`[bench] ${msg}`);
 
-  const lab = new BenchLab();
+  const lab = new BenchLab(threads);
   const stop = () => void lab.cleanup().finally(() => process.exit(130));
   process.once('SIGINT', stop).once('SIGTERM', stop);
   const cpu = new Map<Proxy, { perGB?: number; per1k?: number }>(PROXIES.map((m) => [m, {}]));

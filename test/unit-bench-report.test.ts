@@ -230,6 +230,13 @@ test('markdown: machine CPU during throughput runs and the generator send lag ar
   t.regex(md, /send lag at p99 \(ms, already taken out of the figures above\): ambit 1\.050\./);
 });
 
+test('markdown: the ztunnel thread count is reported when the run recorded it', (t) => {
+  const r = full();
+  t.notRegex(renderMarkdown(r, []), /ztunnel threads/);
+  r.machine.ztunnelThreads = 2;
+  t.regex(renderMarkdown(r, []), /- ztunnel threads serving traffic \(ZTUNNEL_WORKER_THREADS\): 2\n/);
+});
+
 test('markdown: quick mode warns, missing figures say so, text cannot break the table', (t) => {
   const r = empty(true);
   r.machine.cpuModel = 'CPU <b>|x';

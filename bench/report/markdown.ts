@@ -47,6 +47,7 @@ function machine(r: BenchResults): string {
     `- Host: ${md(m.hostname)}, ${m.cpus} × ${md(m.cpuModel)}, ${fixed(m.memoryBytes / 2 ** 30, 1)} GiB memory`,
     `- Kernel: ${md(m.kernel)}; Node.js ${md(m.node)}`,
     `- Tools: ${tools}`,
+    ...(m.ztunnelThreads !== undefined ? [`- ztunnel threads serving traffic (ZTUNNEL_WORKER_THREADS): ${m.ztunnelThreads}`] : []),
     `- Started: ${md(m.date)}`,
   ];
   return lines.join('\n');
