@@ -18,15 +18,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-CHUNK = 64 * 1024
-RECV_WINDOW = 4 * 1024 * 1024  # our receive window (stream and connection)
-
-
-def host_port(text):
-    host, _, port = text.rpartition(':')
-    if not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f'expected HOST:PORT, got {text!r}')
-    return host.strip('[]'), int(port)
+from hbone_common import CHUNK, RECV_WINDOW, host_port, tls_recv, tls_send
 
 
 def fail(code, message):
@@ -64,28 +56,6 @@ def tls_connect(args):
     if args.expect_san and args.expect_san not in sans:
         fail(3, f'server URI SAN {sans} does not match expected {args.expect_san}')
     return tls
-
-
-def tls_recv(tls):
-    """Everything readable right now from a non-blocking TLS socket, and whether EOF was seen."""
-    data = bytearray()
-    while True:
-        try:
-            chunk = tls.recv(CHUNK)
-        except ssl.SSLWantReadError:
-            return data, False
-        if not chunk:
-            return data, True
-        data += chunk
-
-
-def tls_send(tls, out):
-    """Write as much of `out` as the socket takes; a retry re-sends the same prefix as SSL requires."""
-    try:
-        while out:
-            del out[:tls.send(out[:CHUNK])]
-    except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
-        pass
 
 
 def main():
