@@ -24,6 +24,13 @@ class Scope {
     return h;
   }
 
+  /** Start client and server1 with an echo server on server1:8080; the client's host and its ztunnel. */
+  async clientAndEcho(env: Record<string, string> = {}): Promise<{ client: Netns; zt: ZtunnelProc }> {
+    await this.mesh.start(hosts('client', 'server1'), meshConfig(), env);
+    this.track(await echoServer(this.mesh.host('server1'), IP.server1, 8080));
+    return { client: this.mesh.host('client'), zt: this.mesh.zt('client') };
+  }
+
   async dispose(): Promise<void> {
     for (const h of this.handles.splice(0)) {
       if (h instanceof net.Server) h.close();
@@ -116,11 +123,7 @@ const tail = (zt: ZtunnelProc) => `\n--- ${zt.name} log ---\n${zt.log().slice(-3
 
 test.serial('SIGTERM drains: not ready, no new connections, open ones keep working, exit 0 once they end', async (t) => {
   await withScope(async (scope) => {
-    const { mesh } = scope;
-    await mesh.start(hosts('client', 'server1'), meshConfig(), { CONNECTION_TERMINATION_DEADLINE: '20s' });
-    scope.track(await echoServer(mesh.host('server1'), IP.server1, 8080));
-    const client = mesh.host('client');
-    const zt = mesh.zt('client');
+    const { client, zt } = await scope.clientAndEcho({ CONNECTION_TERMINATION_DEADLINE: '20s' });
 
     const proc = ztunnelPid(zt);
     t.is(realpathSync(proc.exe), realpathSync(process.execPath), 'the spawned pid is node, not a lingering `ip`');
@@ -236,11 +239,7 @@ test.serial('POST /quitquitquit stops ztunnel (exit 0); the admin port is bound 
 
 test.serial('POST /logging: known levels are applied (200), unknown ones rejected (400)', async (t) => {
   await withScope(async (scope) => {
-    const { mesh } = scope;
-    await mesh.start(hosts('client', 'server1'), meshConfig());
-    scope.track(await echoServer(mesh.host('server1'), IP.server1, 8080));
-    const client = mesh.host('client');
-    const zt = mesh.zt('client');
+    const { client, zt } = await scope.clientAndEcho();
 
     const debug = await httpIn(client, 'POST', 15000, '/logging?level=debug');
     t.is(debug.status, 200);
@@ -317,10 +316,7 @@ test.serial('a malformed local config at start: exit 1 naming the file and the f
 test.serial('a malformed config on reload keeps the last good state; a valid one is applied again', async (t) => {
   await withScope(async (scope) => {
     const { mesh } = scope;
-    await mesh.start(hosts('client', 'server1'), meshConfig());
-    scope.track(await echoServer(mesh.host('server1'), IP.server1, 8080));
-    const client = mesh.host('client');
-    const zt = mesh.zt('client');
+    const { client, zt } = await scope.clientAndEcho();
     const dump = async () => JSON.parse((await httpIn(client, 'GET', 15000, '/config_dump')).body) as { workloads: { name: string; status: string }[] };
     const flows = async (msg: string) => {
       const r = await exchange(client, IP.server1, 8080, Buffer.from(msg), 10_000);
