@@ -9,7 +9,6 @@ import argparse
 import os
 import selectors
 import socket
-import ssl
 import sys
 
 import h2.config
@@ -18,7 +17,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from hbone_common import CHUNK, RECV_WINDOW, host_port, tls_recv, tls_send
+from hbone_common import CHUNK, RECV_WINDOW, add_mtls_args, host_port, mtls_context, tls_recv, tls_send
 
 
 def fail(code, message):
@@ -30,9 +29,7 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument('--connect', required=True, type=host_port, help='HBONE server HOST:PORT')
     p.add_argument('--authority', required=True, help='tunnel target IP:PORT ([v6]:PORT)')
-    p.add_argument('--cert', required=True, help='client certificate chain (PEM)')
-    p.add_argument('--key', required=True, help='client private key (PEM)')
-    p.add_argument('--ca', required=True, help='trusted root(s) (PEM)')
+    add_mtls_args(p, 'client', 'trusted root(s) (PEM)')
     p.add_argument('--expect-san', help='required URI SAN of the server, e.g. spiffe://td/ns/x/sa/y')
     p.add_argument('--header', action='append', default=[], metavar='NAME:VALUE',
                    help='extra request header (baggage, forwarded, traceparent, ...)')
@@ -40,12 +37,7 @@ def parse_args():
 
 
 def tls_connect(args):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    ctx.check_hostname = False  # SPIFFE certs have an empty subject; the URI SAN is checked instead
-    ctx.load_verify_locations(args.ca)
-    ctx.load_cert_chain(args.cert, args.key)
-    ctx.set_alpn_protocols(['h2'])
+    ctx = mtls_context(args, server=False)
     try:
         tls = ctx.wrap_socket(socket.create_connection(args.connect, timeout=10))
     except OSError as e:

@@ -10,7 +10,6 @@ import errno
 import selectors
 import signal
 import socket
-import ssl
 import sys
 import threading
 
@@ -21,7 +20,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from hbone_common import CHUNK, RECV_WINDOW, host_port, split_host_port, tls_recv, tls_send
+from hbone_common import CHUNK, RECV_WINDOW, add_mtls_args, host_port, mtls_context, split_host_port, tls_recv, tls_send
 
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 
@@ -237,19 +236,12 @@ def serve_connection(raw, ctx, forward):
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument('--listen', required=True, type=host_port, help='HOST:PORT to listen on')
-    p.add_argument('--cert', required=True, help='server certificate chain (PEM)')
-    p.add_argument('--key', required=True, help='server private key (PEM)')
-    p.add_argument('--ca', required=True, help='root(s) that client certificates must chain to (PEM)')
+    add_mtls_args(p, 'server', 'root(s) that client certificates must chain to (PEM)')
     p.add_argument('--forward', type=host_port,
                    help='send every tunnel to this HOST:PORT instead of its :authority')
     args = p.parse_args()
 
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    ctx.load_cert_chain(args.cert, args.key)
-    ctx.load_verify_locations(args.ca)
-    ctx.set_alpn_protocols(['h2'])
+    ctx = mtls_context(args, server=True)
 
     family = socket.AF_INET6 if ':' in args.listen[0] else socket.AF_INET
     listener = socket.create_server(args.listen, family=family, backlog=128)
