@@ -3,10 +3,18 @@
 import type { ServerHttp2Stream } from 'node:http2';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
+import { ignoreStreamErrors } from '../hbone/server.js';
 import type { ConnectionInfo } from '../rbac/authorize.js';
 import type { ConnectionTelemetry } from '../telemetry/connection.js';
-import { abort, Splice } from './splice.js';
+import { abort, ignoreUntilSpliced, Splice } from './splice.js';
 import type { ConnectionTracker, TrackedConnection } from './tracker.js';
+
+/** Abort a side that will not be spliced after all; nothing else listens for its errors (an answered CONNECT stream). */
+function drop(d: Duplex): void {
+  if (d.destroyed) return;
+  d.on('error', ignoreUntilSpliced);
+  abort(d);
+}
 
 /**
  * A connection whose client is a local socket (outbound, inbound plaintext): bytes are counted there, and closing
@@ -25,19 +33,27 @@ export class DownstreamConnection extends Splice implements TrackedConnection {
     tracker.add(this);
   }
 
-  close(): void {
+  close(reason: string): void {
     abort(this.down);
+    // Still opening its upstream: no splice watches the socket yet, so the connection ends here.
+    if (!this.isSpliced) this.finish(reason);
   }
 
   /** The upstream is connected: copy bytes both ways until both sides close. */
   start(upstream: Duplex): void {
+    // A side that closed while the upstream was being opened (closed by us, or reset just after the response) would
+    // never tell the splice: drop the connection instead.
+    if (this.down.destroyed || upstream.destroyed) {
+      drop(this.down);
+      drop(upstream);
+      return this.finish('closed while the upstream was being connected');
+    }
     this.splice(this.down, upstream);
   }
 
-  /** The connection is over (also when it never got an upstream). */
+  /** The connection is over (also when it never got an upstream); only the first call counts. */
   finish(error?: string): void {
-    this.tracker.remove(this);
-    this.telemetry.closed(this.down.bytesRead, this.down.bytesWritten, error);
+    if (this.tracker.remove(this)) this.telemetry.closed(this.down.bytesRead, this.down.bytesWritten, error);
   }
 
   protected spliced(error: Error | undefined): void {
@@ -45,15 +61,18 @@ export class DownstreamConnection extends Splice implements TrackedConnection {
   }
 }
 
-/** An HBONE stream from another ztunnel spliced to the local app; bytes are counted on the app socket. */
+/**
+ * An HBONE stream from another ztunnel, tracked from its authorization (so a drain or policy change also reaches it
+ * while the app is being connected), then answered 200 and spliced to the app; bytes are counted on the app socket.
+ */
 export class InboundTunnel extends Splice implements TrackedConnection {
+  private upstream?: net.Socket;
   private closedReason?: string;
 
   constructor(
     private readonly tracker: ConnectionTracker,
     private readonly telemetry: ConnectionTelemetry,
     private readonly stream: ServerHttp2Stream,
-    private readonly upstream: net.Socket,
     readonly authz: ConnectionInfo,
     readonly dstWorkloadUid: string,
   ) {
@@ -63,16 +82,33 @@ export class InboundTunnel extends Splice implements TrackedConnection {
 
   close(reason: string): void {
     this.closedReason = reason;
-    abort(this.upstream);
     abort(this.stream);
+    if (this.upstream) abort(this.upstream);
+    // Still connecting to the app: no splice watches the stream yet, so the connection ends here.
+    else this.finish(reason);
   }
 
-  start(): void {
-    this.splice(this.stream, this.upstream);
+  /** The app is connected: answer 200 and copy bytes both ways, unless the stream was closed meanwhile. */
+  start(upstream: net.Socket): void {
+    const stream = this.stream;
+    if (stream.destroyed || stream.closed || upstream.destroyed) {
+      drop(stream);
+      drop(upstream);
+      return this.finish(this.closedReason ?? 'closed while the app was being connected');
+    }
+    this.upstream = upstream;
+    stream.respond({ ':status': 200 });
+    stream.off('error', ignoreStreamErrors); // the splice listens from here on
+    this.splice(stream, upstream);
+  }
+
+  /** The connection is over (also when the app could not be connected); only the first call counts. */
+  finish(error?: string): void {
+    const up = this.upstream;
+    if (this.tracker.remove(this)) this.telemetry.closed(up?.bytesWritten ?? 0, up?.bytesRead ?? 0, error);
   }
 
   protected spliced(error: Error | undefined): void {
-    this.tracker.remove(this);
-    this.telemetry.closed(this.upstream.bytesWritten, this.upstream.bytesRead, this.closedReason ?? error?.message);
+    this.finish(this.closedReason ?? error?.message);
   }
 }

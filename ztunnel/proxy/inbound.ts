@@ -2,7 +2,6 @@
 import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type net from 'node:net';
 import { checkConnectRequest, parseBaggage } from '../hbone/headers.js';
-import { ignoreStreamErrors } from '../hbone/server.js';
 import type { Identity } from '../identity/spiffe.js';
 import { formatHostPort } from '../net/ip.js';
 import { connected } from '../net/sockets.js';
@@ -46,14 +45,6 @@ export async function handleInboundStream(ctx: ProxyContext, stream: ServerHttp2
   for (const d of decision.dryRun) ctx.log.info({ policy: d.policy, action: d.action, matched: d.matched, 'src.identity': srcIdentity }, 'dry-run policy evaluated');
   if (!decision.allowed) return early(401, decision.reason);
 
-  let upstream: net.Socket;
-  try {
-    upstream = await connected(ctx.sockets.connect(check.ip, check.port, ctx.spoofSource ? { spoofSource: peer.ip } : undefined));
-  } catch (err) {
-    return early(503, `upstream ${formatHostPort(check.ip, check.port)} unreachable: ${(err as Error).message}`);
-  }
-  if (stream.destroyed || stream.closed) return void upstream.destroy();
-
   const src = ctx.state.workloads.byAddress(ctx.cfg.network, peer.ip);
   const baggage = parseBaggage(headers.baggage as string | undefined);
   const srcPeer = src ? peerOf(src) : { ...baggage, workloadName: baggage.workloadName };
@@ -79,8 +70,14 @@ export async function handleInboundStream(ctx: ProxyContext, stream: ServerHttp2
     },
     trafficLabels({ reporter: 'destination', src: srcPeer, srcPrincipal: srcIdentity, dst: peerOf(dst), dstPrincipal: dstIdentity, service, mtls: true }),
   );
-  const conn = new InboundTunnel(ctx.tracker, telemetry, stream, upstream, info, dst.uid);
-  stream.respond({ ':status': 200 });
-  stream.off('error', ignoreStreamErrors); // the splice listens from here on
-  conn.start();
+  // Tracked from here: a drain or a policy change while the app is being connected closes it too.
+  const conn = new InboundTunnel(ctx.tracker, telemetry, stream, info, dst.uid);
+  let upstream: net.Socket;
+  try {
+    upstream = await connected(ctx.sockets.connect(check.ip, check.port, ctx.spoofSource ? { spoofSource: peer.ip } : undefined));
+  } catch (err) {
+    reply(stream, 503);
+    return conn.finish(`upstream ${formatHostPort(check.ip, check.port)} unreachable: ${(err as Error).message}`);
+  }
+  conn.start(upstream);
 }

@@ -48,6 +48,11 @@ export abstract class Splice {
 
   protected abstract spliced(error: Error | undefined): void;
 
+  /** splice() has run: from then on it reports the end through spliced(); before, the subclass must end it itself. */
+  protected get isSpliced(): boolean {
+    return this.a !== undefined;
+  }
+
   protected splice(a: Duplex, b: Duplex): void {
     this.a = a;
     this.b = b;

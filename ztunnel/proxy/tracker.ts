@@ -21,8 +21,11 @@ export class ConnectionTracker {
     this.open.add(c);
   }
 
-  remove(c: TrackedConnection): void {
-    if (this.open.delete(c) && this.open.size === 0) for (const w of this.idleWaiters.splice(0)) w();
+  /** Returns false when `c` was not open (already removed), so a connection can end exactly once. */
+  remove(c: TrackedConnection): boolean {
+    if (!this.open.delete(c)) return false;
+    if (this.open.size === 0) for (const w of this.idleWaiters.splice(0)) w();
+    return true;
   }
 
   /** Close inbound connections that the current policies no longer allow. Returns how many were closed. */
