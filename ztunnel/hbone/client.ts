@@ -14,22 +14,28 @@ export interface HboneDialTarget {
   expectedIdentities: readonly string[];
 }
 
+/** A peer that accepts TCP but never completes TLS would otherwise hold every tunnel waiting on this connection. */
+export const HANDSHAKE_TIMEOUT_MS = 10_000;
+
 /** Resolves once the TLS handshake (including the identity check) has succeeded. */
-export function dialHbone(target: HboneDialTarget, cert: WorkloadCertificate, sockets: SocketFactory): Promise<ClientHttp2Session> {
+export function dialHbone(target: HboneDialTarget, cert: WorkloadCertificate, sockets: SocketFactory, handshakeTimeoutMs = HANDSHAKE_TIMEOUT_MS): Promise<ClientHttp2Session> {
   return new Promise((resolve, reject) => {
     const tcp = sockets.connect(target.ip, target.port);
     tcp.on('error', () => {}); // surfaced (and handled) through the TLS socket
     const tlsSocket = tls.connect({ socket: tcp, ...clientTlsOptions(cert, target.expectedIdentities) });
     const fail = (err: Error) => {
+      clearTimeout(timer);
       tlsSocket.destroy();
       reject(err);
     };
+    const timer = setTimeout(() => fail(new Error(`HBONE peer ${target.ip}:${target.port}: no TLS handshake within ${handshakeTimeoutMs} ms`)), handshakeTimeoutMs);
     // The factory's sockets allow half-open TCP (right for app traffic); an HBONE connection is over when the peer ends it.
     tlsSocket.once('end', () => tlsSocket.destroy());
     const closed = () => fail(new Error(`HBONE peer ${target.ip}:${target.port} closed the connection during the handshake`));
     tlsSocket.once('error', fail);
     tlsSocket.once('close', closed);
     tlsSocket.once('secureConnect', () => {
+      clearTimeout(timer);
       tlsSocket.off('error', fail);
       tlsSocket.off('close', closed);
       // From here the HTTP/2 session owns the socket and sees its close; a late reset must not crash the process.

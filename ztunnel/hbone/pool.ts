@@ -92,6 +92,8 @@ export class HbonePool {
     return new Promise<ClientHttp2Stream>((resolve, reject) => {
       const onError = (err: Error) => reject(err);
       stream.once('error', onError);
+      // A stream the peer cancels (or whose session dies) before answering emits neither 'error' nor 'response'.
+      stream.once('close', () => reject(new Error(`HBONE stream closed before a response (code ${stream.rstCode ?? 0})`)));
       stream.once('response', (h) => {
         stream.off('error', onError);
         const status = Number(h[':status']);
