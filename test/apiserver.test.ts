@@ -7,6 +7,7 @@ import {
   ApiException, AppsV1Api, CoreV1Api, CustomObjectsApi, DiscoveryV1Api, KubernetesObjectApi, PatchStrategy, Watch, makeInformer,
   setHeaderOptions, type KubernetesObject, type V1Pod, type V1EndpointSlice, type ListWatch,
 } from '@kubernetes/client-node';
+import { apply } from '../waypoint-controller/apiserver/apply.js';
 import { start, type ApiServer, type ApiServerOptions } from '../waypoint-controller/apiserver/index.js';
 
 // ---------------------------------------------------------------- helpers
@@ -324,6 +325,16 @@ test('server-side apply creates, then updates, removes dropped fields, and repor
   t.is(again.metadata?.resourceVersion, dropped.metadata?.resourceVersion);
   const missingManager = await fetch(`${s.url}/api/v1/namespaces/ssa/services/web`, { method: 'PATCH', headers: { 'content-type': 'application/apply-patch+yaml' }, body: 'apiVersion: v1\nkind: Service\n' });
   t.is(missingManager.status, 400);
+});
+
+test('server-side apply: re-applying the same fields later keeps the manager entry (and so the object) unchanged', (t) => {
+  const base = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c' } };
+  const applied = { ...base, data: { a: '1' } };
+  const first = apply({ live: base, applied, manager: 'm', force: false, apiVersion: 'v1', managedFields: [], now: '2026-01-01T00:00:00Z' });
+  const again = apply({ live: first.object, applied, manager: 'm', force: false, apiVersion: 'v1', managedFields: first.managedFields, now: '2026-01-01T00:00:01Z' });
+  t.deepEqual(again.managedFields, first.managedFields, 'a no-op apply one second later');
+  const changed = apply({ live: first.object, applied: { ...base, data: { a: '1', b: '2' } }, manager: 'm', force: false, apiVersion: 'v1', managedFields: first.managedFields, now: '2026-01-01T00:00:02Z' });
+  t.is(changed.managedFields[0]!.time, '2026-01-01T00:00:02Z', 'owning other fields is a new entry time');
 });
 
 test('merge patch and JSON patch; status and spec are updated independently', async (t) => {

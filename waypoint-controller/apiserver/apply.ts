@@ -7,6 +7,7 @@
 // owns them, and reports a 409 Conflict when a field would change value while another Apply manager
 // owns it (force=true takes ownership instead). Non-apply writers (PUT, merge/JSON patch) do not
 // take ownership of fields.
+import { isDeepStrictEqual } from 'node:util';
 import { listKeyFor } from './patch.js';
 import type { JsonObject, JsonValue, ManagedFieldsEntry } from './types.js';
 import { clone, isObject } from './types.js';
@@ -199,7 +200,9 @@ export function apply(opts: {
   const merged = mergeApplied(object, opts.applied) as JsonObject;
 
   const next: ManagedFieldsEntry[] = entries.filter((e) => !mine(e) && Object.keys(e.fieldsV1).length > 0);
-  const entry: ManagedFieldsEntry = { manager, operation: 'Apply', apiVersion: opts.apiVersion, time: opts.now, fieldsType: 'FieldsV1', fieldsV1: newTree };
+  // An apply that owns the same fields as before keeps the entry's time, so a no-op apply changes nothing (as Kubernetes).
+  const previous = entries.find((e) => mine(e) && e.apiVersion === opts.apiVersion && isDeepStrictEqual(e.fieldsV1, newTree));
+  const entry: ManagedFieldsEntry = { manager, operation: 'Apply', apiVersion: opts.apiVersion, time: previous?.time ?? opts.now, fieldsType: 'FieldsV1', fieldsV1: newTree };
   if (sub) entry.subresource = sub;
   next.push(entry);
   return { object: merged, managedFields: next, conflicts: [] };
