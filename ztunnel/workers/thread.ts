@@ -70,7 +70,8 @@ const api: ThreadApi = {
     pods.clear();
     const results = await Promise.all(all.map((p) => p.proxies.drain(deadlineMs)));
     for (const p of all) release(p);
-    log.flush();
+    // The main thread terminates this thread next: write out the last access-log lines first.
+    await new Promise<void>((resolve) => log.flush(() => resolve()));
     return results.every(Boolean);
   },
   metrics: () => shared.metrics.registry.getMetricsAsJSON(),
