@@ -21,6 +21,8 @@ export class ProxyThreads {
   private readonly threads: Thread[] = [];
   private queued: StateOp<WireWorkload>[] = [];
   private stopping = false;
+  /** A thread died: the others are stopped without a drain (a dead thread would never answer). */
+  private dead = false;
   private readonly onIssued = (cert: WorkloadCertificate) => this.notifyAll('issued', cert);
 
   /** `count` extra threads; `onFailure` is told if one dies (the process is then no longer whole). */
@@ -54,10 +56,6 @@ export class ProxyThreads {
     await Promise.all(this.threads.map((t) => t.rpc.call('hello', null)));
   }
 
-  get size(): number {
-    return this.threads.length;
-  }
-
   /** Serve a pod on every thread. Each gets its own descriptor of the netns, so the caller may close `netnsFd` at will. */
   async addPod(key: string, info: WorkloadInfo, netnsFd: number | undefined, spoofSource: boolean): Promise<void> {
     await Promise.all(
@@ -78,7 +76,7 @@ export class ProxyThreads {
     this.stopping = true;
     this.deps.certs.off('issued', this.onIssued);
     this.deps.state.mirror = undefined;
-    const results = await Promise.all(this.threads.map((t) => t.rpc.call('drain', deadlineMs).catch(() => false)));
+    const results = this.dead ? [false] : await Promise.all(this.threads.map((t) => t.rpc.call('drain', deadlineMs).catch(() => false)));
     await Promise.all(this.threads.map((t) => t.worker.terminate()));
     return results.every(Boolean);
   }
@@ -113,7 +111,7 @@ export class ProxyThreads {
 
   private failed(index: number, err: Error): void {
     if (this.stopping) return;
-    this.stopping = true;
+    this.stopping = this.dead = true;
     for (const t of this.threads) t.rpc.failAll(new Error(`proxy thread ${index} failed`));
     this.onFailure(new Error(`proxy thread ${index}: ${err.message}`));
   }
