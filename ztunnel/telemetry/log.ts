@@ -8,3 +8,10 @@ export function createLogger(level: string, base: Record<string, unknown>): Logg
   // not block the event loop on one write(2) each. pino flushes what is left when the process exits.
   return pino({ level: LEVELS.includes(level) ? level : 'info', base }, pino.destination({ dest: 1, sync: false }));
 }
+
+/** Write out what the logger still holds, now: a proxy thread is terminated right after its drain, and pino's own
+ *  flush(cb) does not wait for an asynchronous destination's queue. */
+export function flushLogSync(log: Logger): void {
+  const dest = (log as unknown as Record<symbol, { flushSync?(): void }>)[pino.symbols.streamSym];
+  dest?.flushSync?.();
+}
