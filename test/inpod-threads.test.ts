@@ -43,45 +43,51 @@ test.serial('config_dump reports the thread count; every enrolled pod has a list
   t.is(listeners('outsider', 15008), 0, 'a pod outside the mesh has none');
 });
 
+// Tunnels from one client pod share its thread's pooled HBONE connection, so the server node's threads are told
+// apart with plaintext connections from a pod outside the mesh (one TCP connection each, captured on 15006).
 test.serial('connections spread over both threads on both nodes; every byte arrives; counters add up over the threads', async (t) => {
-  const before = { src: counter(await metrics('node1'), 'istio_tcp_connections_closed_total', { reporter: 'source', destination_workload: 'server-b' }) };
   const N = 40;
-  for (let i = 0; i < N; i++) {
-    const payload = randomBytes(1024 + i);
-    const r = await exchange(cluster.pod('client').ns, cluster.pod('server-b').ip, 8080, payload, 15_000);
-    t.true(r.received.equals(payload), `connection ${i} echoed byte-exact`);
+  for (const from of ['client', 'outsider']) {
+    for (let i = 0; i < N; i++) {
+      const payload = randomBytes(1024 + i);
+      const r = await exchange(cluster.pod(from).ns, cluster.pod('server-b').ip, 8080, payload, 15_000);
+      t.true(r.received.equals(payload), `${from} connection ${i} echoed byte-exact`);
+    }
   }
-  await eventually('access logs of every connection on both nodes', () =>
-    cluster.zt('node1').lines('connection complete').length >= N && cluster.zt('node2').lines('connection complete').length >= N);
-  for (const node of ['node1', 'node2']) {
-    const threads = new Set(cluster.zt(node).lines('connection complete').map(threadOf));
-    t.deepEqual([...threads].sort(), [0, 1], `${node}: connections served by the main thread and the proxy thread`);
-  }
+  const lines = (node: string, workload: string) => cluster.zt(node).lines('connection complete').filter((l) => l['src.workload'] === workload);
+  await eventually('access logs of every connection', () => lines('node1', 'client').length >= N && lines('node2', 'outsider').length >= N);
+  t.deepEqual([...new Set(lines('node1', 'client').map(threadOf))].sort(), [0, 1], 'node1: outbound connections on both threads');
+  t.deepEqual([...new Set(lines('node2', 'outsider').map(threadOf))].sort(), [0, 1], 'node2: inbound connections on both threads');
   const m1 = await metrics('node1');
   const m2 = await metrics('node2');
-  t.is(counter(m1, 'istio_tcp_connections_closed_total', { reporter: 'source', destination_workload: 'server-b' }) - before.src, N);
+  t.is(counter(m1, 'istio_tcp_connections_closed_total', { reporter: 'source', source_workload: 'client', destination_workload: 'server-b' }), N);
   t.is(counter(m2, 'istio_tcp_connections_opened_total', { reporter: 'destination', source_workload: 'client', destination_workload: 'server-b' }), N);
   const bytes = N * 1024 + (N * (N - 1)) / 2;
   t.is(counter(m2, 'istio_tcp_received_bytes_total', { reporter: 'destination', source_workload: 'client', destination_workload: 'server-b' }), bytes);
+  t.is(counter(m2, 'istio_tcp_received_bytes_total', { reporter: 'destination', source_workload: 'outsider', destination_workload: 'server-b' }), bytes);
 });
 
 test.serial('a DENY policy closes open connections on every thread', async (t) => {
-  const N = 16;
-  for (let i = 0; i < N; i++) {
-    const s = await holdOpen(cluster.pod('client').ns, cluster.pod('server-b').ip, 8080);
-    held.push(s);
-    await echoes(s, `held-${i}`);
+  const conns: { from: string; sock: net.Socket }[] = [];
+  for (const [from, n] of [['client', 8], ['outsider', 16]] as const) {
+    for (let i = 0; i < n; i++) {
+      const sock = await holdOpen(cluster.pod(from).ns, cluster.pod('server-b').ip, 8080);
+      held.push(sock);
+      conns.push({ from, sock });
+      await echoes(sock, `held-${i}`);
+    }
   }
-  const closed = held.map((s) => new Promise<void>((resolve) => (s.destroyed ? resolve() : s.once('close', () => resolve()))));
+  const closed = conns.map(({ sock }) => new Promise<void>((resolve) => (sock.destroyed ? resolve() : sock.once('close', () => resolve()))));
   const before = cluster.zt('node2').lines('connection complete').length;
-  cluster.setPolicies([
-    { name: 'deny-sleep', namespace: 'default', scope: 'Namespace', action: 'Deny', rules: [[[{ principals: [{ Exact: 'cluster.local/ns/default/sa/sleep' }] }]]] },
-  ]);
+  cluster.setPolicies([{ name: 'deny-8080', namespace: 'default', scope: 'Namespace', action: 'Deny', rules: [[[{ destinationPorts: [8080] }]]] }]);
   try {
     await eventually('every held connection closed', async () => (await Promise.race([Promise.all(closed).then(() => true), new Promise((r) => setTimeout(() => r(false), 200))])) as boolean, 15_000);
-    const closing = cluster.zt('node2').lines('connection complete').slice(before);
-    t.is(closing.length, N, 'each held connection logged once on the server node');
-    t.deepEqual([...new Set(closing.map(threadOf))].sort(), [0, 1], 'closed by both threads');
+    const closing = await eventually('the server node logging every close', () => {
+      const l = cluster.zt('node2').lines('connection complete').slice(before);
+      return l.length >= conns.length && l;
+    });
+    t.is(closing.length, conns.length, 'each held connection logged once on the server node');
+    t.deepEqual([...new Set(closing.filter((l) => l['src.workload'] === 'outsider').map(threadOf))].sort(), [0, 1], 'closed by both threads');
     const r = await exchange(cluster.pod('client').ns, cluster.pod('server-b').ip, 8080, 'denied?', 15_000);
     t.is(r.received.length, 0, 'a new connection is denied');
   } finally {

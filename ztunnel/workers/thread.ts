@@ -17,6 +17,7 @@ interface Pod {
   spec: PodSpec;
   proxies: WorkloadProxies;
   started: boolean;
+  released?: boolean;
 }
 
 const { cfg, index, logLevel } = workerData as ThreadData;
@@ -25,7 +26,10 @@ const accessLog = log.child({ scope: 'access' });
 const state = new ProxyState();
 const pods = new Map<string, Pod>();
 
+/** Close a pod's proxies and its netns fd, once (a drain may overtake a start). */
 function release(pod: Pod): void {
+  if (pod.released) return;
+  pod.released = true;
   pod.proxies.close();
   if (pod.spec.netnsFd !== undefined) {
     try {
@@ -45,7 +49,7 @@ const api: ThreadApi = {
     accessLog.level = level;
   },
   addPod: async (spec) => {
-    pods.get(spec.key)?.proxies.close(); // the main thread removes a pod before adding it again; never leak listeners
+    api.removePod(spec.key); // the main thread removes a pod before adding it again; never leak listeners or an fd
     const sockets = new NetnsSocketFactory(spec.netnsFd, true);
     const pod: Pod = { spec, proxies: new WorkloadProxies(shared, spec.info, sockets, spec.spoofSource), started: false };
     pods.set(spec.key, pod);
