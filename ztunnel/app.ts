@@ -199,8 +199,8 @@ export class Ztunnel {
   stop(reason: string): Promise<void> {
     this.stopping ??= (async () => {
       const deadlineMs = this.cfg.terminationDeadlineMs;
-      const threadsOpen = this.failure ? 0 : await this.threads?.openConnections().catch(() => 0);
-      const open = (this.proxies?.tracker.size ?? this.inpod?.openConnections ?? 0) + (threadsOpen ?? 0);
+      const threadsOpen = this.threads && !this.failure ? await this.threads.openConnections().catch(() => 0) : 0;
+      const open = (this.proxies?.tracker.size ?? this.inpod?.openConnections ?? 0) + threadsOpen;
       this.log.info({ reason, open, deadlineMs }, 'draining');
       this.zds?.close();
       await Promise.all([this.proxies?.drain(deadlineMs) ?? this.inpod?.drainAll(deadlineMs), this.threads?.drain(deadlineMs)]);

@@ -3,7 +3,7 @@ import { fstatSync } from 'node:fs';
 import type { WorkloadInfo } from '../config/env.js';
 import type { CertificateManager } from '../identity/manager.js';
 import { formatIdentity } from '../identity/spiffe.js';
-import { closeFd } from '../native/index.js';
+import { closeFd, closeFdQuietly } from '../native/index.js';
 import { NetnsSocketFactory } from '../net/sockets.js';
 import { WorkloadProxies, type Shared } from '../proxy/workload-proxies.js';
 import type { ProxyThreads } from '../workers/host.js';
@@ -81,9 +81,7 @@ export class InpodManager implements ZdsHandler {
     try {
       ino = fstatSync(netnsFd).ino;
     } catch (err) {
-      try {
-        closeFd(netnsFd);
-      } catch {}
+      closeFdQuietly(netnsFd);
       throw new Error(`Add ${uid}: bad network namespace fd: ${(err as Error).message}`);
     }
     const existing = this.pods.get(uid);
@@ -139,9 +137,7 @@ export class InpodManager implements ZdsHandler {
     this.pending.delete(uid);
     pod.proxies?.close();
     this.threads?.removePod(uid);
-    try {
-      closeFd(pod.netnsFd);
-    } catch {}
+    closeFdQuietly(pod.netnsFd);
     const id = pod.proxies?.identity;
     if (id && ![...this.pods.values()].some((p) => p.proxies && formatIdentity(p.proxies.identity) === formatIdentity(id))) this.certs.forget(id);
   }
@@ -157,11 +153,7 @@ export class InpodManager implements ZdsHandler {
   async drainAll(deadlineMs: number): Promise<boolean> {
     clearInterval(this.retryTimer);
     const results = await Promise.all([...this.pods.values()].map((p) => p.proxies?.drain(deadlineMs) ?? true));
-    for (const p of this.pods.values()) {
-      try {
-        closeFd(p.netnsFd);
-      } catch {}
-    }
+    for (const p of this.pods.values()) closeFdQuietly(p.netnsFd);
     this.pods.clear();
     return results.every(Boolean);
   }

@@ -1,7 +1,7 @@
 // The ztunnel end of ZDS: connects to the node agent's unix seqpacket socket, says hello, and answers every
 // request with an Ack (error text on failure). Reconnects with backoff when the agent goes away.
 import type { Logger } from 'pino';
-import { closeFd, seqpacketConnect, seqpacketRecv, seqpacketSend, watchReadable, type FdWatcher } from '../native/index.js';
+import { closeFdQuietly, seqpacketConnect, seqpacketRecv, seqpacketSend, watchReadable, type FdWatcher } from '../native/index.js';
 import { encodeAck, encodeHello, parseZdsPacket, type ZdsMessage } from './zds-protocol.js';
 
 export interface ZdsHandler {
@@ -82,11 +82,7 @@ export class ZdsClient {
     } catch (err) {
       error = (err as Error).message;
       // The descriptor was not handed over, so it is ours to close.
-      if (passed !== undefined) {
-        try {
-          closeFd(passed);
-        } catch {}
-      }
+      if (passed !== undefined) closeFdQuietly(passed);
     }
     if (msg) {
       try {
@@ -115,11 +111,7 @@ export class ZdsClient {
   private disconnect(): void {
     this.watcher?.close();
     this.watcher = undefined;
-    if (this.fd >= 0) {
-      try {
-        closeFd(this.fd);
-      } catch {}
-    }
+    if (this.fd >= 0) closeFdQuietly(this.fd);
     this.fd = -1;
   }
 }

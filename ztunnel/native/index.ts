@@ -198,6 +198,13 @@ export function closeFd(fd: number): void {
   addon.closeFd(fd);
 }
 
+/** Close a descriptor we own on a cleanup path, where a failure (already closed) has nothing left to undo. */
+export function closeFdQuietly(fd: number): void {
+  try {
+    addon.closeFd(fd);
+  } catch {}
+}
+
 /**
  * The kernel fd of a net.Socket / net.Server handle (libuv-owned: do not
  * close it yourself). Throws if the handle is gone or not fd-backed.

@@ -4,7 +4,7 @@
 import { openSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue, type Registry } from 'prom-client';
+import { AggregatorRegistry, type Registry } from 'prom-client';
 import type { Config, WorkloadInfo } from '../config/env.js';
 import type { CertificateManager, WorkloadCertificate } from '../identity/manager.js';
 import type { ProxyState } from '../state/index.js';
@@ -92,9 +92,8 @@ export class ProxyThreads {
 
   /** The main thread's metrics plus every thread's, summed by series. */
   async metrics(main: Registry): Promise<Registry> {
-    const all: MetricObjectWithValues<MetricValue<string>>[][] = [await main.getMetricsAsJSON()];
-    for (const t of this.threads) all.push(await t.rpc.call('metrics', null));
-    return AggregatorRegistry.aggregate(all);
+    const threads = await Promise.all(this.threads.map((t) => t.rpc.call('metrics', null)));
+    return AggregatorRegistry.aggregate([await main.getMetricsAsJSON(), ...threads]);
   }
 
   private notifyAll<K extends keyof ThreadApi & string>(method: K, arg: Parameters<ThreadApi[K]>[0]): void {

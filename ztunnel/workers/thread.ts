@@ -2,7 +2,7 @@
 // from a replica of the main thread's state. See protocol.ts for what it is asked and what it asks.
 import { parentPort, workerData } from 'node:worker_threads';
 import type { WorkloadCertificate } from '../identity/manager.js';
-import { closeFd } from '../native/index.js';
+import { closeFdQuietly } from '../native/index.js';
 import { NetnsSocketFactory } from '../net/sockets.js';
 import { WorkloadProxies, type Shared } from '../proxy/workload-proxies.js';
 import { ProxyState } from '../state/index.js';
@@ -31,11 +31,7 @@ function release(pod: Pod): void {
   if (pod.released) return;
   pod.released = true;
   pod.proxies.close();
-  if (pod.spec.netnsFd !== undefined) {
-    try {
-      closeFd(pod.spec.netnsFd);
-    } catch {}
-  }
+  if (pod.spec.netnsFd !== undefined) closeFdQuietly(pod.spec.netnsFd);
 }
 
 const api: ThreadApi = {
