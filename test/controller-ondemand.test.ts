@@ -4,6 +4,8 @@
 // asked for it; the first connection to an unknown pod is held until the answer arrives; and a controller restart is
 // survived (traffic between known pods goes on; the ztunnels reconnect and get only what changed meanwhile). A
 // subscription to a Service VIP brings the service's workloads too, and pods that join the service later follow.
+// The ztunnels run two threads (ZTUNNEL_WORKER_THREADS=2), so a proxy thread's lookups go through the main thread's
+// xDS client too (single-threaded on-demand ztunnels are covered by dedicated-xds).
 import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import test from 'ava';
 import net from 'node:net';
@@ -46,7 +48,7 @@ const cluster = new Cluster(
       },
     ],
   },
-  { env: { LOCAL_XDS_PATH: '', XDS_ADDRESS: '127.0.0.1:15010', XDS_ON_DEMAND: 'true' } },
+  { env: { LOCAL_XDS_PATH: '', XDS_ADDRESS: '127.0.0.1:15010', XDS_ON_DEMAND: 'true', ZTUNNEL_WORKER_THREADS: '2' } },
 );
 
 const uid = (pod: string) => `Kubernetes//v1/Pod/shop/${pod}`;
@@ -231,31 +233,33 @@ test.serial('on demand: the first connection to an unknown pod IP is held until 
   t.false((await names('node1')).includes('late'));
   t.false(subscribed('node1').includes(ipName('late')));
 
-  // Hold back the controller's answers to node1 so the wait is visible: the connection is accepted by node1's ztunnel,
-  // which subscribes to late's IP and holds the connection.
+  // Hold back the controller's answers to node1 so the wait is visible: the connections are accepted by node1's ztunnel
+  // (spread over both of its threads), which subscribes to late's IP and holds them.
   const HOLD_MS = 1500; // below the ztunnel's 5 s on-demand wait
   holdGate('node1');
   let settledAt = 0;
   let releasedAt = 0;
   const started = Date.now();
-  const call = echo('client', 'late', 'first contact').finally(() => (settledAt = Date.now()));
+  const CALLS = 16;
+  const calls = Promise.all(Array.from({ length: CALLS }, (_, i) => echo('client', 'late', `first contact ${i}`))).finally(() => (settledAt = Date.now()));
   try {
     await eventually('node1 subscribes to late', () => subscribed('node1').includes(ipName('late')));
     await sleep(Math.max(0, HOLD_MS - (Date.now() - started)));
-    t.is(settledAt, 0, 'the connection is held while the answer is on its way');
+    t.is(settledAt, 0, 'the connections are held while the answer is on its way');
     t.false((await names('node1')).includes('late'));
   } finally {
     releasedAt = Date.now();
     releaseGate('node1');
   }
-  t.is(await call, 'first contact');
+  t.deepEqual(await calls, Array.from({ length: CALLS }, (_, i) => `first contact ${i}`));
   t.true(settledAt >= releasedAt, `completed ${settledAt - releasedAt} ms after the answer was let through`);
 
   // The answer reached node1's config, and the connection went to late over HBONE (not passed through after a timeout).
   t.true((await names('node1')).includes('late'));
-  const out = cluster.zt('node1').lines('connection complete').find((l) => l.direction === 'outbound' && l['dst.workload'] === 'late');
-  t.truthy(out, 'node1 routed the connection to the workload late');
-  t.is(out?.['dst.hbone_addr'], `${cluster.pod('late').ip}:15008`);
+  const out = cluster.zt('node1').lines('connection complete').filter((l) => l.direction === 'outbound' && l['dst.workload'] === 'late');
+  t.is(out.length, CALLS, 'node1 routed every connection to the workload late');
+  t.true(out.every((l) => l['dst.hbone_addr'] === `${cluster.pod('late').ip}:15008`));
+  t.deepEqual([...new Set(out.map((l) => (l.thread as number | undefined) ?? 0))].sort(), [0, 1], 'held and routed on both threads');
   t.is(cluster.zt('node1').lines('xds: no on-demand answer in time').length, 0);
   await eventually('node2 logs the inbound connection', () =>
     cluster.zt('node2').lines('connection complete').some((l) => l.direction === 'inbound' && l['dst.workload'] === 'late'));
