@@ -1,0 +1,54 @@
+// The main thread's handle on its proxy threads (workers/host.ts), without a lab: a clean shutdown, and a thread that
+// dies (reported once, and shutdown does not wait for an answer that can never come).
+import test from 'ava';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Worker } from 'node:worker_threads';
+import { pino } from 'pino';
+import { loadConfig } from '../ztunnel/config/env.js';
+import { LocalCa } from '../ztunnel/identity/local-ca.js';
+import { CertificateManager } from '../ztunnel/identity/manager.js';
+import { ProxyState } from '../ztunnel/state/index.js';
+import { ProxyThreads } from '../ztunnel/workers/host.js';
+import { within } from './lab/waits.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'ambit-threads-'));
+test.after.always(() => rmSync(dir, { recursive: true, force: true }));
+
+async function threads(count: number, onFailure: (err: Error) => void = () => {}) {
+  const log = pino({ level: 'silent' });
+  const ca = await LocalCa.open(join(dir, 'ca.pem'), join(dir, 'ca.key'), 'cluster.local');
+  const state = new ProxyState();
+  const certs = new CertificateManager(ca, 3600, log);
+  const pt = new ProxyThreads(count, { cfg: { ...loadConfig({}), logLevel: 'silent' }, state, certs, log }, onFailure);
+  await within(pt.start(), 20_000, 'proxy threads starting');
+  // The workers themselves are private; a test reaches in to end one the way a crash would.
+  const workers = (pt as unknown as { threads: { worker: Worker }[] }).threads.map((t) => t.worker);
+  return { pt, state, workers };
+}
+
+test('a clean shutdown drains every thread and reports no failure', async (t) => {
+  const failures: Error[] = [];
+  const { pt, state, workers } = await threads(2, (e) => failures.push(e));
+  t.is(workers.length, 2);
+  state.changed(); // a change with the threads running is posted, not lost
+  t.is(await pt.openConnections(), 0);
+  t.true(await within(pt.drain(1000), 10_000, 'drain'));
+  t.true(workers.every((w) => w.threadId === -1), 'every worker terminated');
+  t.deepEqual(failures, []);
+  t.is(state.mirror, undefined, 'the state no longer feeds the stopped threads');
+});
+
+test('a thread that dies is reported once; shutdown then ends without waiting for it', async (t) => {
+  const failures: Error[] = [];
+  const { pt, workers } = await threads(2, (e) => failures.push(e));
+  const pendingCount = pt.openConnections(); // asked of both threads just before one of them dies
+  await workers[0]!.terminate();
+  await within((async () => { while (failures.length === 0) await new Promise((r) => setTimeout(r, 20)); })(), 5000, 'failure report');
+  t.is(failures.length, 1);
+  t.regex(failures[0]!.message, /proxy thread 1: exited with code 1/);
+  await within(pendingCount.then(() => {}, () => {}), 5000, 'the count asked before the death'); // answered or failed, never left hanging
+  t.false(await within(pt.drain(1000), 5000, 'drain after a thread died'));
+  t.is(failures.length, 1, 'the other thread ending at shutdown is not a second failure');
+});
