@@ -45,7 +45,11 @@ export class ProxyThreads {
       const worker = new Worker(new URL('./thread.js', import.meta.url), { workerData });
       worker.on('error', (err) => this.failed(index, err));
       worker.on('exit', (code) => this.failed(index, new Error(`exited with code ${code}`)));
-      this.threads.push({ worker, rpc: new Rpc<HostApi, ThreadApi>(worker, api, () => this.flush()) });
+      const rpc = new Rpc<HostApi, ThreadApi>(worker, api, {
+        beforeSend: () => this.flush(),
+        onNotifyError: (method, err) => log.warn({ thread: index, method, err: err.message }, 'proxy thread request failed'),
+      });
+      this.threads.push({ worker, rpc });
     }
     this.queued.push(encodeOp({ op: 'replace', workloads: [...state.workloads.all()], services: [...state.services.all()], policies: [...state.policies.all()] }));
     state.mirror = (op) => {

@@ -20,8 +20,12 @@ export class Rpc<Local extends Api, Remote extends Api> {
   constructor(
     private readonly port: Port,
     private readonly local: Local,
-    /** Runs before anything is posted (the host sends queued state changes first, keeping them in order). */
-    private readonly beforeSend: () => void = () => {},
+    private readonly opts: {
+      /** Runs before anything is posted (the host sends queued state changes first, keeping them in order). */
+      beforeSend?: () => void;
+      /** A notification failed here: nobody waits for its result, so it is reported to this instead. */
+      onNotifyError?: (method: string, err: Error) => void;
+    } = {},
   ) {
     port.on('message', (m) => this.receive(m));
   }
@@ -45,7 +49,7 @@ export class Rpc<Local extends Api, Remote extends Api> {
   }
 
   private post(m: Message): void {
-    this.beforeSend();
+    this.opts.beforeSend?.();
     this.port.postMessage(m);
   }
 
@@ -59,7 +63,7 @@ export class Rpc<Local extends Api, Remote extends Api> {
     }
     const run = async () => this.local[m.method]!(m.arg);
     const result = run();
-    if (m.kind === 'notify') return void result.catch(() => {}); // notifications report their own failures
+    if (m.kind === 'notify') return void result.catch((err: Error) => this.opts.onNotifyError?.(m.method, err));
     result.then(
       (value) => this.post({ kind: 'reply', id: m.id, ok: true, value }),
       (err: Error) => this.post({ kind: 'reply', id: m.id, ok: false, error: err?.message ?? String(err) }),

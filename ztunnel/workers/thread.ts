@@ -81,7 +81,10 @@ const api: ThreadApi = {
   },
 };
 
-const host = new Rpc<ThreadApi, HostApi>(parentPort!, api);
+const host = new Rpc<ThreadApi, HostApi>(parentPort!, api, {
+  // e.g. a state change that could not be applied: the replica may now differ from the main thread's state
+  onNotifyError: (method, err) => log.error({ method, err: err.message }, 'request from the main thread failed'),
+});
 const certs = new RemoteCertificates((id) => host.call('certificate', id));
 if (cfg.xdsOnDemand) {
   state.resolver = {
