@@ -7,7 +7,7 @@ import { NetnsSocketFactory } from '../net/sockets.js';
 import { WorkloadProxies, type Shared } from '../proxy/workload-proxies.js';
 import { ProxyState } from '../state/index.js';
 import { applyOp } from '../state/replica.js';
-import { createLogger, flushLogSync } from '../telemetry/log.js';
+import { createLogger } from '../telemetry/log.js';
 import { Metrics } from '../telemetry/metrics.js';
 import type { HostApi, PodSpec, ThreadApi, ThreadData } from './protocol.js';
 import { RemoteCertificates } from './remote-certificates.js';
@@ -70,7 +70,6 @@ const api: ThreadApi = {
     pods.clear();
     const results = await Promise.all(all.map((p) => p.proxies.drain(deadlineMs)));
     for (const p of all) release(p);
-    flushLogSync(log); // the main thread terminates this thread next
     return results.every(Boolean);
   },
   metrics: () => shared.metrics.registry.getMetricsAsJSON(),
