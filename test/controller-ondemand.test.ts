@@ -144,6 +144,13 @@ function connections(): Map<string, ConnectionDebug> {
 const addressWatch = (node: NodeName) => connections().get(node)?.types[ADDRESS_TYPE_URL];
 const addressPushes = () => Object.fromEntries(NODES.map((n) => [n, addressWatch(n)?.pushes ?? 0])) as Record<NodeName, number>;
 const subscribed = (node: NodeName) => addressWatch(node)?.subscribed ?? [];
+// A connection's access-log line is written when the ztunnel has closed both sides, which can be after the client has
+// its answer, and reaches us through a pipe: wait for it.
+const outboundTo = (node: NodeName, workload: string, count = 1) =>
+  eventually(`${count} outbound line(s) ${node} -> ${workload}`, () => {
+    const lines = cluster.zt(node).lines('connection complete').filter((l) => l.direction === 'outbound' && l['dst.workload'] === workload);
+    return lines.length >= count && lines;
+  });
 
 const echo = async (from: string, to: string, payload: string) =>
   (await exchange(cluster.pod(from).ns, cluster.pod(to).ip, 8080, Buffer.from(payload), 15_000)).received.toString();
@@ -194,7 +201,7 @@ test.serial('on demand: each ztunnel subscribes to its own pods and what they ta
   t.true(subscribed('node1').includes(ipName('server-b')));
   t.deepEqual(await names('node1'), ['client', 'server-a', 'server-b']);
   t.deepEqual(await names('node2'), ['server-b']);
-  const out = cluster.zt('node1').lines('connection complete').find((l) => l.direction === 'outbound' && l['dst.workload'] === 'server-b');
+  const [out] = await outboundTo('node1', 'server-b');
   t.truthy(out?.['dst.hbone_addr'], 'routed over HBONE, not passed through');
 
   // server-a is node1's only: a change to it is one push to node1 and nothing to node2.
@@ -256,7 +263,7 @@ test.serial('on demand: the first connection to an unknown pod IP is held until 
 
   // The answer reached node1's config, and the connection went to late over HBONE (not passed through after a timeout).
   t.true((await names('node1')).includes('late'));
-  const out = cluster.zt('node1').lines('connection complete').filter((l) => l.direction === 'outbound' && l['dst.workload'] === 'late');
+  const out = await outboundTo('node1', 'late', CALLS);
   t.is(out.length, CALLS, 'node1 routed every connection to the workload late');
   t.true(out.every((l) => l['dst.hbone_addr'] === `${cluster.pod('late').ip}:15008`));
   t.deepEqual([...new Set(out.map((l) => (l.thread as number | undefined) ?? 0))].sort(), [0, 1], 'held and routed on both threads');
@@ -370,7 +377,7 @@ test.serial('on demand: a Service VIP brings the service with its workloads; a p
   t.deepEqual(svc?.vips, [`/${vip}`]);
   t.deepEqual(svc?.endpoints.map((e) => [e.workloadUid, e.status]), [[uid('server-a'), 'Healthy']]);
   t.true(d.workloads.some((w) => w.name === 'server-a' && w.status === 'Healthy'));
-  const out = cluster.zt('node2').lines('connection complete').find((l) => l.direction === 'outbound' && l['dst.workload'] === 'server-a');
+  const [out] = await outboundTo('node2', 'server-a');
   t.is(out?.['dst.hbone_addr'], `${cluster.pod('server-a').ip}:15008`, 'routed to server-a over HBONE');
   t.false(cluster.zt('node2').lines('connection failed').some((l) => String(l.error).includes('no healthy endpoint')));
 
