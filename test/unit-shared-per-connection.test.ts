@@ -1,4 +1,4 @@
-// Unit tests for the helpers that keep per-connection state small: request headers as a flat list, shared labels.
+// Unit tests for the helpers that keep per-connection state small: request headers as a flat list, shared metric series.
 import test from 'ava';
 import { flatHeaders } from '../ztunnel/hbone/pool.js';
 import { LABELS, Metrics, trafficLabels, type TrafficLabels } from '../ztunnel/telemetry/metrics.js';
@@ -14,29 +14,45 @@ test('flatHeaders: the same fields in the same order; list values one field each
 const labels = (workload: string): TrafficLabels =>
   trafficLabels({ reporter: 'source', src: { workloadName: workload, namespace: 'shop' }, dst: {}, mtls: true });
 
-test('Metrics.sharedLabels: equal values give the first object seen; different values their own', (t) => {
+test('Metrics.seriesOf: equal values give the series of the first labels object seen; different values their own', (t) => {
   const m = new Metrics();
   const first = labels('api');
-  t.is(m.sharedLabels(first), first);
-  t.is(m.sharedLabels(labels('api')), first);
+  const s = m.seriesOf(first);
+  t.is(s.labels, first);
+  t.is(m.seriesOf(labels('api')), s);
   const other = labels('web');
-  t.is(m.sharedLabels(other), other);
-  t.not(m.sharedLabels(labels('web')), first);
+  t.is(m.seriesOf(other).labels, other);
+  t.not(m.seriesOf(labels('web')), s);
   // A value that differs in one label only, or whose text could be confused when joined, is another set.
   const tricky = { ...first, source_workload: 'api","shop' };
-  t.is(m.sharedLabels(tricky), tricky);
-  t.deepEqual(Object.keys(m.sharedLabels(labels('api'))), [...LABELS]);
+  t.is(m.seriesOf(tricky).labels, tricky);
+  t.deepEqual(Object.keys(m.seriesOf(labels('api')).labels), [...LABELS]);
 });
 
-test('Metrics: counters are the same with shared labels', async (t) => {
+test('Metrics: each series is exported with its counts, at every scrape', async (t) => {
   const m = new Metrics();
+  const count = (text: string, name: string, workload: string) =>
+    Number(new RegExp(`^${name}\\{[^}]*source_workload="${workload}"[^}]*\\} (\\d+)$`, 'm').exec(text)?.[1]);
   for (let i = 0; i < 3; i++) {
-    const l = m.sharedLabels(labels('api'));
-    m.connectionOpened(l);
-    m.connectionClosed(l, 10, 20);
+    const s = m.seriesOf(labels('api'));
+    m.connectionOpened(s);
+    m.connectionClosed(s, 10, 20);
   }
-  const text = await m.registry.metrics();
-  t.regex(text, /istio_tcp_connections_opened_total\{[^}]*source_workload="api"[^}]*\} 3/);
-  t.regex(text, /istio_tcp_received_bytes_total\{[^}]*source_workload="api"[^}]*\} 30/);
-  t.regex(text, /istio_tcp_sent_bytes_total\{[^}]*source_workload="api"[^}]*\} 60/);
+  m.connectionOpened(m.seriesOf(labels('web')));
+  let text = await m.registry.metrics();
+  t.is(count(text, 'istio_tcp_connections_opened_total', 'api'), 3);
+  t.is(count(text, 'istio_tcp_connections_closed_total', 'api'), 3);
+  t.is(count(text, 'istio_tcp_received_bytes_total', 'api'), 30);
+  t.is(count(text, 'istio_tcp_sent_bytes_total', 'api'), 60);
+  t.is(count(text, 'istio_tcp_connections_opened_total', 'web'), 1);
+  t.is(count(text, 'istio_tcp_connections_closed_total', 'web'), 0);
+  // A second scrape reports the totals, not what changed since the first.
+  m.connectionClosed(m.seriesOf(labels('web')), 5, 7);
+  text = await m.registry.metrics();
+  t.is(count(text, 'istio_tcp_connections_opened_total', 'api'), 3);
+  t.is(count(text, 'istio_tcp_connections_closed_total', 'web'), 1);
+  t.is(count(text, 'istio_tcp_sent_bytes_total', 'web'), 7);
+  // Other metric names and the label set are Istio's.
+  t.regex(text, /^# TYPE istio_tcp_connections_opened_total counter$/m);
+  t.regex(text, /istio_tcp_connections_opened_total\{reporter="source",source_workload="api",/);
 });

@@ -3,7 +3,7 @@
 // ip + port, names and identities from state) and shares its metric labels with every connection that has the same.
 import type { Logger } from 'pino';
 import { formatHostPort } from '../net/ip.js';
-import { Metrics, type TrafficLabels } from './metrics.js';
+import type { Metrics, TrafficLabels, TrafficSeries } from './metrics.js';
 
 export interface ConnectionFields {
   direction: 'inbound' | 'outbound';
@@ -26,7 +26,7 @@ export interface ConnectionFields {
 export class ConnectionTelemetry {
   private readonly start = Date.now();
   private done = false;
-  private readonly labels: TrafficLabels;
+  private readonly series: TrafficSeries;
 
   constructor(
     private readonly log: Logger,
@@ -34,8 +34,8 @@ export class ConnectionTelemetry {
     private readonly fields: ConnectionFields,
     labels: TrafficLabels,
   ) {
-    this.labels = metrics.sharedLabels(labels);
-    metrics.connectionOpened(this.labels);
+    this.series = metrics.seriesOf(labels);
+    metrics.connectionOpened(this.series);
     // Debug level, as in Istio's ztunnel: the access log proper is the line at close.
     if (log.isLevelEnabled('debug')) log.debug(this.logFields(), 'connection opened');
   }
@@ -44,23 +44,23 @@ export class ConnectionTelemetry {
   closed(requestBytes: number, responseBytes: number, error?: string): void {
     if (this.done) return;
     this.done = true;
-    this.metrics.connectionClosed(this.labels, requestBytes, responseBytes);
+    this.metrics.connectionClosed(this.series, requestBytes, responseBytes);
     // As Istio's logs: bytes_sent is what this side sent onward (request bytes outbound, response bytes inbound).
     const outbound = this.fields.direction === 'outbound';
-    const line = {
-      ...this.logFields(),
-      bytes_sent: outbound ? requestBytes : responseBytes,
-      bytes_recv: outbound ? responseBytes : requestBytes,
-      duration: `${Date.now() - this.start}ms`,
-      ...(error ? { error } : {}),
-    };
-    if (error) this.log.error(line, 'connection complete');
-    else this.log.info(line, 'connection complete');
+    const line = this.logFields();
+    line.bytes_sent = outbound ? requestBytes : responseBytes;
+    line.bytes_recv = outbound ? responseBytes : requestBytes;
+    line.duration = `${Date.now() - this.start}ms`;
+    if (error) {
+      line.error = error;
+      this.log.error(line, 'connection complete');
+    } else this.log.info(line, 'connection complete');
   }
 
-  private logFields(): Record<string, string> {
+  /** The connection's fields in Istio's names; pino leaves out those that are undefined. */
+  private logFields(): Record<string, string | number | undefined> {
     const f = this.fields;
-    const out: Record<string, string | undefined> = {
+    return {
       'src.addr': formatHostPort(f.srcIp, f.srcPort),
       'src.workload': f.srcWorkload,
       'src.namespace': f.srcNamespace,
@@ -72,8 +72,10 @@ export class ConnectionTelemetry {
       'dst.namespace': f.dstNamespace,
       'dst.identity': f.dstIdentity,
       direction: f.direction,
+      bytes_sent: undefined,
+      bytes_recv: undefined,
+      duration: undefined,
+      error: undefined,
     };
-    for (const k of Object.keys(out)) if (out[k] === undefined) delete out[k];
-    return out as Record<string, string>;
   }
 }
