@@ -70,6 +70,7 @@ const api: ThreadApi = {
     pods.clear();
     const results = await Promise.all(all.map((p) => p.proxies.drain(deadlineMs)));
     for (const p of all) release(p);
+    log.flush(); // the host terminates the thread once this answer arrives
     return results.every(Boolean);
   },
   metrics: () => shared.metrics.registry.getMetricsAsJSON(),
