@@ -12,9 +12,9 @@ import { LocalCa } from '../ztunnel/identity/local-ca.js';
 import type { WorkloadCertificate } from '../ztunnel/identity/manager.js';
 import { connectTcp } from '../ztunnel/native/index.js';
 import type { SocketFactory } from '../ztunnel/net/sockets.js';
-import { echoServer, exchange, holdOpen } from './lab/apps.js';
+import { echoServer, exchange, holdOpen, httpIn } from './lab/apps.js';
 import { DedicatedMesh } from './lab/dedicated.js';
-import { HOSTS, ID, IP, meshConfig, type MeshOptions } from './lab/fixtures.js';
+import { counter, HOSTS, ID, IP, meshConfig, type MeshOptions } from './lab/fixtures.js';
 import { eventually } from './lab/ztunnel-proc.js';
 
 const mesh = new DedicatedMesh();
@@ -130,6 +130,32 @@ test.serial('HBONE requests: denied 401, foreign :authority 400, non-CONNECT 400
     session.destroy();
     await apply({ policies: [] });
   }
+});
+
+test.serial('a peer the state does not know is named by the baggage of its CONNECT, in the access log and metrics', async (t) => {
+  const session = await dialHbone({ ip: IP.server1, port: 15008, expectedIdentities: [ID.server] }, await cert('cluster.local', 'nightly'), testerSockets());
+  try {
+    const baggage = 'k8s.cluster.name=Kubernetes,k8s.namespace.name=batch,k8s.cronjob.name=nightly,service.name=reports,service.version=v7';
+    const s = session.request({ ':method': 'CONNECT', ':authority': `${IP.server1}:8080`, baggage }, { endStream: false });
+    const echoed = new Promise<string>((resolve, reject) => {
+      s.once('data', (c: Buffer) => resolve(c.toString()));
+      s.once('error', reject);
+    });
+    s.write('from a stranger');
+    t.is(await echoed, 'from a stranger');
+    s.close();
+  } finally {
+    session.destroy();
+  }
+  const id = 'spiffe://cluster.local/ns/default/sa/nightly';
+  const line = await eventually('inbound line of the stranger', () =>
+    mesh.zt('server1').lines('connection complete').find((l) => l.direction === 'inbound' && l['src.identity'] === id));
+  t.is(line['src.workload'], 'nightly');
+  t.is(line['src.namespace'], 'batch');
+  const text = (await httpIn(mesh.host('server1'), 'GET', 15020, '/metrics')).body;
+  const labels = { reporter: 'destination', source_principal: id, source_workload: 'nightly', source_workload_namespace: 'batch', source_canonical_service: 'reports', source_canonical_revision: 'v7', source_cluster: 'Kubernetes' };
+  t.is(counter(text, 'istio_tcp_connections_closed_total', labels), 1);
+  t.is(counter(text, 'istio_tcp_received_bytes_total', labels), 'from a stranger'.length);
 });
 
 test.serial('peers are authenticated: another trust domain or no client certificate is rejected', async (t) => {

@@ -46,8 +46,8 @@ export async function handleInboundStream(ctx: ProxyContext, stream: ServerHttp2
   if (!decision.allowed) return early(401, decision.reason);
 
   const src = ctx.state.workloads.byAddress(ctx.cfg.network, peer.ip);
-  const baggage = parseBaggage(headers.baggage as string | undefined);
-  const srcPeer = src ? peerOf(src) : { ...baggage, workloadName: baggage.workloadName };
+  // What the source says of itself counts only when our state does not know it.
+  const srcPeer = src ? peerOf(src) : parseBaggage(headers.baggage as string | undefined);
   const dstIdentity = workloadUri(dst);
   const serviceHost = /;host=([^;,]+)/.exec(String(headers.forwarded ?? ''))?.[1];
   const service = serviceHost ? ctx.state.services.byHostname(serviceHost) : undefined;
@@ -58,8 +58,8 @@ export async function handleInboundStream(ctx: ProxyContext, stream: ServerHttp2
       direction: 'inbound',
       srcIp: peer.ip,
       srcPort: peer.port,
-      srcWorkload: src?.name ?? baggage.workloadName,
-      srcNamespace: src?.namespace ?? baggage.namespace,
+      srcWorkload: src?.name ?? srcPeer.workloadName,
+      srcNamespace: src?.namespace ?? srcPeer.namespace,
       srcIdentity,
       dstIp: check.ip,
       dstPort: check.port,
