@@ -1,5 +1,5 @@
-// The main thread's handle on its proxy threads (workers/host.ts), without a lab: a clean shutdown, and a thread that
-// dies (reported once, and shutdown does not wait for an answer that can never come).
+// The main thread's handle on its proxy threads (workers/host.ts), without a lab: a clean shutdown, a thread that dies
+// (reported once, and shutdown does not wait for an answer that can never come), and certificates a thread keeps.
 import test from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,6 +9,7 @@ import { pino } from 'pino';
 import { loadConfig } from '../ztunnel/config/env.js';
 import { LocalCa } from '../ztunnel/identity/local-ca.js';
 import { CertificateManager } from '../ztunnel/identity/manager.js';
+import { formatIdentity } from '../ztunnel/identity/spiffe.js';
 import { ProxyState } from '../ztunnel/state/index.js';
 import { ProxyThreads } from '../ztunnel/workers/host.js';
 import { within } from './lab/waits.js';
@@ -21,11 +22,14 @@ async function threads(count: number, onFailure: (err: Error) => void = () => {}
   const ca = await LocalCa.open(join(dir, 'ca.pem'), join(dir, 'ca.key'), 'cluster.local');
   const state = new ProxyState();
   const certs = new CertificateManager(ca, 3600, log);
-  const pt = new ProxyThreads(count, { cfg: { ...loadConfig({}), logLevel: 'silent' }, state, certs, log }, onFailure);
+  // A pod served in dedicated mode listens in this process's netns: on loopback, on ports the kernel picks.
+  const ports = { outbound: 0, inbound: 0, inboundPlaintext: 0, socks5: 0, metrics: 0, readiness: 0, admin: 0 };
+  const cfg = { ...loadConfig({}), logLevel: 'silent', bindAddress: '127.0.0.1', ports };
+  const pt = new ProxyThreads(count, { cfg, state, certs, log }, onFailure);
   await within(pt.start(), 20_000, 'proxy threads starting');
   // The workers themselves are private; a test reaches in to end one the way a crash would.
   const workers = (pt as unknown as { threads: { worker: Worker }[] }).threads.map((t) => t.worker);
-  return { pt, state, workers };
+  return { pt, state, certs, workers };
 }
 
 test('a clean shutdown drains every thread and reports no failure', async (t) => {
@@ -50,4 +54,27 @@ test('a thread that dies is reported once; shutdown then ends without waiting fo
   await within(pendingCount.then(() => {}, () => {}), 5000, 'the count asked before the death'); // answered or failed, never left hanging
   t.false(await within(pt.drain(1000), 5000, 'drain after a thread died'));
   t.is(failures.length, 1, 'the other thread ending at shutdown is not a second failure');
+});
+
+test('a thread keeps the certificates it was given until the main thread forgets the identity', async (t) => {
+  const { pt, certs } = await threads(1);
+  const asked: string[] = [];
+  const get = certs.get.bind(certs);
+  certs.get = (id) => (asked.push(formatIdentity(id)), get(id));
+  const info = { namespace: 'shop', name: 'api-1', serviceAccount: 'api' };
+  const id = { trustDomain: 'cluster.local', namespace: 'shop', serviceAccount: 'api' };
+  try {
+    await within(pt.addPod('p1', info, undefined, false), 10_000, 'pod added');
+    t.deepEqual(asked, [formatIdentity(id)], 'the thread asked the main thread for the pod\'s certificate');
+    pt.removePod('p1');
+    await within(pt.addPod('p1', info, undefined, false), 10_000, 'pod added again');
+    t.is(asked.length, 1, 'the thread still had it');
+    pt.removePod('p1');
+    certs.forget(id);
+    await within(pt.addPod('p1', info, undefined, false), 10_000, 'pod added after the identity was forgotten');
+    t.is(asked.length, 2, 'the thread had dropped it too');
+  } finally {
+    await pt.drain(1000);
+    certs.close();
+  }
 });

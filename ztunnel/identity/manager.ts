@@ -34,8 +34,11 @@ interface Entry {
 const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 150_000;
 
-/** Emits 'issued' with each new certificate, so servers can present the rotated one. */
-export class CertificateManager extends EventEmitter<{ issued: [WorkloadCertificate] }> implements CertificateSource {
+/**
+ * Emits 'issued' with each new certificate, so servers can present the rotated one, and 'forgotten' with an identity
+ * it no longer keeps.
+ */
+export class CertificateManager extends EventEmitter<{ issued: [WorkloadCertificate]; forgotten: [string] }> implements CertificateSource {
   private readonly entries = new Map<string, Entry>();
 
   constructor(
@@ -63,8 +66,10 @@ export class CertificateManager extends EventEmitter<{ issued: [WorkloadCertific
   forget(id: Identity): void {
     const key = formatIdentity(id);
     const e = this.entries.get(key);
-    if (e?.timer) clearTimeout(e.timer);
+    if (!e) return;
+    if (e.timer) clearTimeout(e.timer);
     this.entries.delete(key);
+    this.emit('forgotten', key);
   }
 
   identities(): string[] {

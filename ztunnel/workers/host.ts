@@ -24,6 +24,7 @@ export class ProxyThreads {
   /** A thread died: the others are stopped without a drain (a dead thread would never answer). */
   private dead = false;
   private readonly onIssued = (cert: WorkloadCertificate) => this.notifyAll('issued', cert);
+  private readonly onForgotten = (identity: string) => this.notifyAll('forgotten', identity);
 
   /** `count` extra threads; `onFailure` is told if one dies (the process is then no longer whole). */
   constructor(
@@ -56,7 +57,7 @@ export class ProxyThreads {
       if (this.queued.length === 0) queueMicrotask(() => this.flush());
       this.queued.push(encodeOp(op));
     };
-    certs.on('issued', this.onIssued);
+    certs.on('issued', this.onIssued).on('forgotten', this.onForgotten);
     await Promise.all(this.threads.map((t) => t.rpc.call('hello', null)));
   }
 
@@ -78,7 +79,7 @@ export class ProxyThreads {
   /** Shutdown: every thread drains its pods (up to the deadline) and stops. */
   async drain(deadlineMs: number): Promise<boolean> {
     this.stopping = true;
-    this.deps.certs.off('issued', this.onIssued);
+    this.deps.certs.off('issued', this.onIssued).off('forgotten', this.onForgotten);
     this.deps.state.mirror = undefined;
     const results = this.dead ? [false] : await Promise.all(this.threads.map((t) => t.rpc.call('drain', deadlineMs).catch(() => false)));
     await Promise.all(this.threads.map((t) => t.worker.terminate()));

@@ -28,6 +28,8 @@ export type ThreadApi = {
   hello(_: null): number;
   ops(ops: StateOp<WireWorkload>[]): void;
   issued(cert: WorkloadCertificate): void;
+  /** The main thread no longer keeps this identity's certificate (its last local workload is gone). */
+  forgotten(identity: string): void;
   logLevel(level: string): void;
   addPod(pod: PodSpec): Promise<void>;
   removePod(key: string): void;

@@ -1,5 +1,6 @@
 // A proxy thread's certificates: asked of the main thread's CertificateManager on first use, then kept up to date by
-// the main thread's 'issued' announcements (rotations), so the thread's servers present the new certificate too.
+// the main thread's 'issued' announcements (rotations), so the thread's servers present the new certificate too, and
+// dropped when the main thread forgets the identity.
 import { EventEmitter } from 'node:events';
 import type { CertificateSource, WorkloadCertificate } from '../identity/manager.js';
 import { formatIdentity, type Identity } from '../identity/spiffe.js';
@@ -16,14 +17,25 @@ export class RemoteCertificates extends EventEmitter<{ issued: [WorkloadCertific
     const key = formatIdentity(id);
     const cert = this.current.get(key);
     if (cert && cert.notAfter.getTime() > Date.now()) return Promise.resolve(cert);
-    let p = this.pending.get(key);
-    if (!p) {
-      p = this.fetch(id)
-        .then((c) => (this.current.set(key, c), c))
-        .finally(() => this.pending.delete(key));
-      this.pending.set(key, p);
-    }
+    const pending = this.pending.get(key);
+    if (pending) return pending;
+    // Kept only if the identity was not forgotten meanwhile.
+    const p: Promise<WorkloadCertificate> = this.fetch(id).then((c) => {
+      if (this.pending.get(key) === p) this.current.set(key, c);
+      return c;
+    });
+    const done = () => {
+      if (this.pending.get(key) === p) this.pending.delete(key);
+    };
+    p.then(done, done);
+    this.pending.set(key, p);
     return p;
+  }
+
+  /** The main thread no longer keeps this identity (formatted): neither does the thread. */
+  forgotten(identity: string): void {
+    this.current.delete(identity);
+    this.pending.delete(identity);
   }
 
   /** The main thread issued (or rotated) a certificate. */

@@ -40,6 +40,7 @@ const api: ThreadApi = {
     for (const op of ops) applyOp(state, op);
   },
   issued: (cert: WorkloadCertificate) => certs.issued(cert),
+  forgotten: (identity) => certs.forgotten(identity),
   logLevel: (level) => {
     log.level = level;
     accessLog.level = level;
