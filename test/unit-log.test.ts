@@ -1,0 +1,59 @@
+// ztunnel's log destination (telemetry/log.ts): the lines of one event-loop turn are written together at the end of
+// the turn, and nothing is lost when the process ends before the turn does. Each case runs in a child process whose
+// stdout is a file, so the test sees exactly what reached the descriptor and when.
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const LOG = new URL('../ztunnel/telemetry/log.js', import.meta.url).href;
+const dir = mkdtempSync(join(tmpdir(), 'ambit-log-'));
+test.after.always(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Run `body` (ES module code with `log` and `written()` in scope) with stdout to a file; its exit code and lines. */
+function run(name: string, body: string): { status: number | null; msgs: string[]; stderr: string } {
+  const out = join(dir, `${name}.out`);
+  const script = `
+    import { readFileSync } from 'node:fs';
+    import { createLogger } from ${JSON.stringify(LOG)};
+    const log = createLogger('info', {});
+    const written = () => readFileSync(${JSON.stringify(out)}, 'utf8').split('\\n').filter(Boolean).map((l) => JSON.parse(l).msg);
+    ${body}`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', openSync(out, 'w'), 'pipe'], encoding: 'utf8', timeout: 20_000 });
+  const msgs = readFileSync(out, 'utf8').split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { msg: string }).msg);
+  return { status: r.status, msgs, stderr: r.stderr };
+}
+
+test('the lines of a turn are held until its end, then written in order; a later turn starts afresh', (t) => {
+  const r = run('turns', `
+    log.info('one'); log.info('two');
+    if (written().length !== 0) throw new Error('written before the end of the turn: ' + written());
+    setImmediate(() => setImmediate(() => {
+      if (written().join() !== 'one,two') throw new Error('after the turn: ' + written());
+      log.info('three');
+      setTimeout(() => { if (written().join() !== 'one,two,three') throw new Error('next turn: ' + written()); }, 20);
+    }));`);
+  t.is(r.status, 0, r.stderr);
+  t.deepEqual(r.msgs, ['one', 'two', 'three']);
+});
+
+test('process.exit() in the middle of a turn loses nothing', (t) => {
+  const r = run('exit', `log.info('before'); log.warn('last words'); process.exit(3);`);
+  t.is(r.status, 3);
+  t.deepEqual(r.msgs, ['before', 'last words']);
+});
+
+test('an uncaught error in the middle of a turn loses nothing', (t) => {
+  const r = run('crash', `log.error('about to fail'); throw new Error('boom');`);
+  t.is(r.status, 1);
+  t.regex(r.stderr, /boom/);
+  t.deepEqual(r.msgs, ['about to fail']);
+});
+
+test('a turn that logs more than the buffer holds writes as it goes and keeps every line', (t) => {
+  const r = run('burst', `for (let i = 0; i < 2000; i++) log.info({ pad: 'x'.repeat(100) }, 'line ' + i);
+    if (written().length === 0) throw new Error('nothing written during a 200 KiB turn');`);
+  t.is(r.status, 0, r.stderr);
+  t.deepEqual(r.msgs, Array.from({ length: 2000 }, (_, i) => `line ${i}`));
+});
