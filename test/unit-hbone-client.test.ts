@@ -1,5 +1,6 @@
-// The HBONE client's failure paths that must not leave a tunnel waiting forever: a peer that accepts TCP but never
-// completes TLS, and a CONNECT the peer cancels without answering.
+// The HBONE client and its pool, on loopback: failure paths that must not leave a tunnel waiting forever (a peer that
+// accepts TCP but never completes TLS, a CONNECT the peer cancels without answering), and the pool under a storm of
+// new tunnels (streams multiplexed up to the per-connection limit, a failed dial, idle connections retired).
 import test from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http2 from 'node:http2';
@@ -54,4 +55,81 @@ test('a CONNECT the peer cancels without a response fails the tunnel instead of 
   const key = { srcIdentity: 'spiffe://cluster.local/ns/default/sa/sleep', expectedIdentities: [], dstIp: '127.0.0.1', dstPort: port, srcIp: '10.0.0.1' };
   const tunnel = pool.connect(key, { ':method': 'CONNECT', ':authority': '10.0.0.2:80' });
   await t.throwsAsync(within(tunnel, 5000, 'the cancelled CONNECT'), { message: /closed before a response \(code 8\)/ });
+});
+
+/** An h2c CONNECT server that answers 200 and echoes; counts the sessions it accepted. */
+async function echoConnectServer(): Promise<{ port: number; sessions: () => number }> {
+  const server = http2.createServer();
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on('session', (session) => sessions.add(session));
+  closers.push(() => sessions.forEach((session) => session.destroy())); // also when a test failed with tunnels open
+  server.on('stream', (stream, headers) => {
+    if (headers[':method'] !== 'CONNECT') return stream.respond({ ':status': 400 }, { endStream: true });
+    stream.respond({ ':status': 200 });
+    stream.pipe(stream);
+  });
+  return { port: await listen(server), sessions: () => sessions.size };
+}
+
+const poolKey = (port: number) => ({ srcIdentity: 'spiffe://cluster.local/ns/default/sa/sleep', expectedIdentities: [], dstIp: '127.0.0.1', dstPort: port, srcIp: '10.0.0.1' });
+const CONNECT = { ':method': 'CONNECT', ':authority': '10.0.0.2:80' };
+
+/** One byte through the tunnel and back, then close it. */
+async function roundTrip(s: http2.ClientHttp2Stream, byte: string): Promise<string> {
+  const back = new Promise<string>((resolve, reject) => (s.once('data', (c: Buffer) => resolve(c.toString())), s.once('error', reject)));
+  s.write(byte);
+  const got = await back;
+  s.close();
+  return got;
+}
+
+test('a storm of 250 new tunnels to one peer dials 3 connections of at most 100 streams, all reused afterwards', async (t) => {
+  const server = await echoConnectServer();
+  let dials = 0;
+  const pool = new HbonePool(async () => (dials++, http2.connect(`http://127.0.0.1:${server.port}`)), { maxStreams: 100 });
+  closers.push(() => pool.close());
+  const key = poolKey(server.port);
+  const storm = await within(Promise.all(Array.from({ length: 250 }, () => pool.connect(key, CONNECT))), 10_000, 'the storm');
+  t.is(dials, 3, 'one dial per 100 streams, none per tunnel');
+  t.is(pool.connectionCount, 3);
+  t.is(new Set(storm.map((s) => s.session)).size, 3);
+  const closed = storm.map((s) => new Promise((r) => s.once('close', r)));
+  t.deepEqual(await Promise.all(storm.map((s, i) => roundTrip(s, String(i % 10)))), storm.map((_, i) => String(i % 10)));
+  await within(Promise.all(closed), 5000, 'streams closed');
+  // Their slots are free again: the next storm of the same size needs no new connection.
+  const again = await within(Promise.all(Array.from({ length: 250 }, () => pool.connect(key, CONNECT))), 10_000, 'the second storm');
+  t.is(dials, 3);
+  t.is(server.sessions(), 3);
+  for (const s of again) s.close();
+});
+
+test('a dial that fails fails every tunnel waiting on it, and the next tunnel dials again', async (t) => {
+  const server = await echoConnectServer();
+  let dials = 0;
+  const pool = new HbonePool(async () => {
+    if (++dials === 1) throw new Error('peer unreachable');
+    return http2.connect(`http://127.0.0.1:${server.port}`);
+  });
+  closers.push(() => pool.close());
+  const key = poolKey(server.port);
+  const waiting = await Promise.allSettled(Array.from({ length: 20 }, () => pool.connect(key, CONNECT)));
+  t.true(waiting.every((r) => r.status === 'rejected' && /peer unreachable/.test(String(r.reason))));
+  t.is(dials, 1);
+  t.is(pool.connectionCount, 0, 'the failed connection is not kept');
+  t.is(await roundTrip(await within(pool.connect(key, CONNECT), 5000, 'a tunnel after the failure'), 'x'), 'x');
+  t.is(dials, 2);
+});
+
+test('a connection without streams is retired after the idle timeout; the next tunnel dials anew', async (t) => {
+  const server = await echoConnectServer();
+  let dials = 0;
+  const pool = new HbonePool(async () => (dials++, http2.connect(`http://127.0.0.1:${server.port}`)), { idleTimeoutMs: 200 });
+  closers.push(() => pool.close());
+  const key = poolKey(server.port);
+  const first = await within(pool.connect(key, CONNECT), 5000, 'first tunnel');
+  t.is(await roundTrip(first, 'a'), 'a');
+  await within(new Promise((r) => first.session!.once('close', r)), 5000, 'the idle connection closing');
+  t.is(pool.connectionCount, 0);
+  t.is(await roundTrip(await within(pool.connect(key, CONNECT), 5000, 'a tunnel after the idle timeout'), 'b'), 'b');
+  t.is(dials, 2);
 });
