@@ -1,6 +1,6 @@
 // One proxied connection's telemetry: the access log lines (open at debug level, close at info), and its metrics.
 // Held for the whole life of a connection, so it keeps only references to strings that exist anyway (addresses as
-// ip + port, names and identities from state) and shares its metric labels with every connection that has the same.
+// ip + port, names and identities from state) and shares its metric series with every connection of the same labels.
 import type { Logger } from 'pino';
 import { formatHostPort } from '../net/ip.js';
 import type { Metrics, TrafficLabels, TrafficSeries } from './metrics.js';
@@ -57,7 +57,7 @@ export class ConnectionTelemetry {
     } else this.log.info(line, 'connection complete');
   }
 
-  /** The connection's fields in Istio's names; pino leaves out those that are undefined. */
+  /** The connection's fields in Istio's names, with the close's fields still unset; pino leaves out what is undefined. */
   private logFields(): Record<string, string | number | undefined> {
     const f = this.fields;
     return {
