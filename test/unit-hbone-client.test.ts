@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { dialHbone } from '../ztunnel/hbone/client.js';
-import { HbonePool } from '../ztunnel/hbone/pool.js';
+import { HbonePool, type PoolOptions } from '../ztunnel/hbone/pool.js';
 import { LocalCa } from '../ztunnel/identity/local-ca.js';
 import { CertificateManager } from '../ztunnel/identity/manager.js';
 import type { SocketFactory } from '../ztunnel/net/sockets.js';
@@ -72,6 +72,14 @@ async function echoConnectServer(): Promise<{ port: number; sessions: () => numb
 }
 
 const poolKey = (port: number) => ({ srcIdentity: 'spiffe://cluster.local/ns/default/sa/sleep', expectedIdentities: [], dstIp: '127.0.0.1', dstPort: port, srcIp: '10.0.0.1' });
+
+/** A pool whose connections go to `port` (h2c), counting its dials; closed after the tests. */
+function countingPool(port: number, opts: PoolOptions = {}) {
+  let dials = 0;
+  const pool = new HbonePool(async () => (dials++, http2.connect(`http://127.0.0.1:${port}`)), opts);
+  closers.push(() => pool.close());
+  return { pool, key: poolKey(port), dials: () => dials };
+}
 const CONNECT = { ':method': 'CONNECT', ':authority': '10.0.0.2:80' };
 
 /** One byte through the tunnel and back, then close it. */
@@ -85,12 +93,9 @@ async function roundTrip(s: http2.ClientHttp2Stream, byte: string): Promise<stri
 
 test('a storm of 250 new tunnels to one peer dials 3 connections of at most 100 streams, all reused afterwards', async (t) => {
   const server = await echoConnectServer();
-  let dials = 0;
-  const pool = new HbonePool(async () => (dials++, http2.connect(`http://127.0.0.1:${server.port}`)), { maxStreams: 100 });
-  closers.push(() => pool.close());
-  const key = poolKey(server.port);
+  const { pool, key, dials } = countingPool(server.port, { maxStreams: 100 });
   const storm = await within(Promise.all(Array.from({ length: 250 }, () => pool.connect(key, CONNECT))), 10_000, 'the storm');
-  t.is(dials, 3, 'one dial per 100 streams, none per tunnel');
+  t.is(dials(), 3, 'one dial per 100 streams, none per tunnel');
   t.is(pool.connectionCount, 3);
   t.is(new Set(storm.map((s) => s.session)).size, 3);
   const closed = storm.map((s) => new Promise((r) => s.once('close', r)));
@@ -98,7 +103,7 @@ test('a storm of 250 new tunnels to one peer dials 3 connections of at most 100 
   await within(Promise.all(closed), 5000, 'streams closed');
   // Their slots are free again: the next storm of the same size needs no new connection.
   const again = await within(Promise.all(Array.from({ length: 250 }, () => pool.connect(key, CONNECT))), 10_000, 'the second storm');
-  t.is(dials, 3);
+  t.is(dials(), 3);
   t.is(server.sessions(), 3);
   for (const s of again) s.close();
 });
@@ -122,14 +127,11 @@ test('a dial that fails fails every tunnel waiting on it, and the next tunnel di
 
 test('a connection without streams is retired after the idle timeout; the next tunnel dials anew', async (t) => {
   const server = await echoConnectServer();
-  let dials = 0;
-  const pool = new HbonePool(async () => (dials++, http2.connect(`http://127.0.0.1:${server.port}`)), { idleTimeoutMs: 200 });
-  closers.push(() => pool.close());
-  const key = poolKey(server.port);
+  const { pool, key, dials } = countingPool(server.port, { idleTimeoutMs: 200 });
   const first = await within(pool.connect(key, CONNECT), 5000, 'first tunnel');
   t.is(await roundTrip(first, 'a'), 'a');
   await within(new Promise((r) => first.session!.once('close', r)), 5000, 'the idle connection closing');
   t.is(pool.connectionCount, 0);
   t.is(await roundTrip(await within(pool.connect(key, CONNECT), 5000, 'a tunnel after the idle timeout'), 'b'), 'b');
-  t.is(dials, 2);
+  t.is(dials(), 2);
 });
