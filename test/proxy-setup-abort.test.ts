@@ -95,7 +95,11 @@ test.serial('inbound plaintext: a policy change while the app is being connected
   }).catch(() => counts('server1', PLAIN_IN));
   t.is(after.opened - before.opened, 1);
   t.is(after.closed - before.closed, 1, `the connection was never finished${tail(mesh.zt('server1'))}`);
-  const lines = mesh.zt('server1').lines('connection complete').filter((l) => l['src.addr'] === srcAddr);
+  // The access-log line goes out at the end of the ztunnel's event-loop turn, possibly after the counters were read.
+  const lines = await eventually('its access-log line', () => {
+    const l = mesh.zt('server1').lines('connection complete').filter((x) => x['src.addr'] === srcAddr);
+    return l.length > 0 && l;
+  }).catch(() => []);
   t.is(lines.length, 1);
   t.regex(String(lines[0]?.error), /policy re-check/);
 });
@@ -117,7 +121,10 @@ test.serial('inbound HBONE: a policy change while the app is being connected res
   const { i, o } = await eventually('closed counters', settled).catch(async () => ({ i: await counts('server1', HBONE_IN), o: await counts('client', HBONE_OUT) }));
   t.deepEqual([i.opened - inBefore.opened, i.closed - inBefore.closed], [1, 1], 'server1 (destination)');
   t.deepEqual([o.opened - outBefore.opened, o.closed - outBefore.closed], [1, 1], 'client (source)');
-  const inbound = mesh.zt('server1').lines('connection complete').filter((l) => l.direction === 'inbound' && l['dst.addr'] === `${IP.server1}:${STUCK_PORT}` && l['src.identity'] === ID.client);
+  const inbound = await eventually('its access-log line', () => {
+    const l = mesh.zt('server1').lines('connection complete').filter((x) => x.direction === 'inbound' && x['dst.addr'] === `${IP.server1}:${STUCK_PORT}` && x['src.identity'] === ID.client);
+    return l.length > 0 && l;
+  }).catch(() => []);
   t.is(inbound.length, 1);
   t.regex(String(inbound[0]?.error), /policy re-check/);
 });

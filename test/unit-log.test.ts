@@ -1,6 +1,7 @@
-// ztunnel's log destination (telemetry/log.ts): the lines of one event-loop turn are written together at the end of
-// the turn, and nothing is lost when the process ends before the turn does. Each case runs in a child process whose
-// stdout is a file, so the test sees exactly what reached the descriptor and when.
+// ztunnel's loggers (telemetry/log.ts): access-log lines of one event-loop turn are written together at the end of the
+// turn, any other line at once (after the access-log lines held before it), and nothing is lost when the process ends
+// before the turn does. Each case runs in a child process whose stdout is a file, so the test sees exactly what reached
+// the descriptor and when.
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
@@ -11,48 +12,65 @@ const LOG = new URL('../ztunnel/telemetry/log.js', import.meta.url).href;
 const dir = mkdtempSync(join(tmpdir(), 'ambit-log-'));
 test.after.always(() => rmSync(dir, { recursive: true, force: true }));
 
-/** Run `body` (ES module code with `log` and `written()` in scope) with stdout to a file; its exit code and lines. */
-function run(name: string, body: string): { status: number | null; msgs: string[]; stderr: string } {
+/** Run `body` (ES module code with `log`, `accessLog` and `written()` in scope) with stdout to a file. */
+function run(name: string, body: string): { status: number | null; lines: Record<string, unknown>[]; msgs: string[]; stderr: string } {
   const out = join(dir, `${name}.out`);
   const script = `
     import { readFileSync } from 'node:fs';
-    import { createLogger } from ${JSON.stringify(LOG)};
-    const log = createLogger('info', {});
+    import { createLoggers } from ${JSON.stringify(LOG)};
+    const { log, accessLog } = createLoggers('info', { node: 'n1' });
     const written = () => readFileSync(${JSON.stringify(out)}, 'utf8').split('\\n').filter(Boolean).map((l) => JSON.parse(l).msg);
     ${body}`;
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', openSync(out, 'w'), 'pipe'], encoding: 'utf8', timeout: 20_000 });
-  const msgs = readFileSync(out, 'utf8').split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { msg: string }).msg);
-  return { status: r.status, msgs, stderr: r.stderr };
+  const lines = readFileSync(out, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+  return { status: r.status, lines, msgs: lines.map((l) => String(l.msg)), stderr: r.stderr };
 }
 
-test('the lines of a turn are held until its end, then written in order; a later turn starts afresh', (t) => {
+test('access-log lines of a turn are held until its end, then written in order; a later turn starts afresh', (t) => {
   const r = run('turns', `
-    log.info('one'); log.info('two');
+    accessLog.info('one'); accessLog.info('two');
     if (written().length !== 0) throw new Error('written before the end of the turn: ' + written());
     setImmediate(() => setImmediate(() => {
       if (written().join() !== 'one,two') throw new Error('after the turn: ' + written());
-      log.info('three');
+      accessLog.info('three');
       setTimeout(() => { if (written().join() !== 'one,two,three') throw new Error('next turn: ' + written()); }, 20);
     }));`);
   t.is(r.status, 0, r.stderr);
   t.deepEqual(r.msgs, ['one', 'two', 'three']);
 });
 
+test('any other line is written at once, after the access-log lines held before it', (t) => {
+  const r = run('order', `
+    accessLog.info('held'); log.warn('now');
+    if (written().join() !== 'held,now') throw new Error('at once: ' + written());
+    accessLog.info('later');`);
+  t.is(r.status, 0, r.stderr);
+  t.deepEqual(r.msgs, ['held', 'now', 'later']);
+});
+
+test('access-log lines carry scope access; the others do not', (t) => {
+  const r = run('scope', `accessLog.info('a'); log.info('b');`);
+  t.is(r.status, 0, r.stderr);
+  t.like(r.lines[0], { node: 'n1', scope: 'access', msg: 'a' });
+  t.like(r.lines[1], { node: 'n1', msg: 'b' });
+  t.false('scope' in r.lines[1]!);
+});
+
 test('process.exit() in the middle of a turn loses nothing', (t) => {
-  const r = run('exit', `log.info('before'); log.warn('last words'); process.exit(3);`);
+  const r = run('exit', `accessLog.info('before'); accessLog.warn('last words'); process.exit(3);`);
   t.is(r.status, 3);
   t.deepEqual(r.msgs, ['before', 'last words']);
 });
 
 test('an uncaught error in the middle of a turn loses nothing', (t) => {
-  const r = run('crash', `log.error('about to fail'); throw new Error('boom');`);
+  const r = run('crash', `accessLog.error('about to fail'); throw new Error('boom');`);
   t.is(r.status, 1);
   t.regex(r.stderr, /boom/);
   t.deepEqual(r.msgs, ['about to fail']);
 });
 
 test('a turn that logs more than the buffer holds writes as it goes and keeps every line', (t) => {
-  const r = run('burst', `for (let i = 0; i < 2000; i++) log.info({ pad: 'x'.repeat(100) }, 'line ' + i);
+  const r = run('burst', `for (let i = 0; i < 2000; i++) accessLog.info({ pad: 'x'.repeat(100) }, 'line ' + i);
     if (written().length === 0) throw new Error('nothing written during a 200 KiB turn');`);
   t.is(r.status, 0, r.stderr);
   t.deepEqual(r.msgs, Array.from({ length: 2000 }, (_, i) => `line ${i}`));

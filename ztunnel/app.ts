@@ -15,7 +15,7 @@ import { NetnsSocketFactory } from './net/sockets.js';
 import { WorkloadProxies, type Shared } from './proxy/workload-proxies.js';
 import { LocalFileSource } from './sources/local-file.js';
 import { ProxyState } from './state/index.js';
-import { createLogger, LEVELS } from './telemetry/log.js';
+import { createLoggers, LEVELS } from './telemetry/log.js';
 import { Metrics } from './telemetry/metrics.js';
 import { XdsClient, defaultTokenPath } from './xds/client.js';
 import { tlsChannel } from './net/grpc-tls.js';
@@ -46,9 +46,11 @@ export class Ztunnel {
   /** Resolves when a drain has finished. */
   readonly stopped = new Promise<void>((r) => (this.markStopped = r));
 
+  /** `log`: a logger of the caller's (the access log becomes its child); by default ztunnel's own, on stdout. */
   constructor(private readonly cfg: Config, log?: Logger) {
-    this.log = log ?? createLogger(cfg.logLevel, { node: cfg.nodeName || undefined });
-    this.accessLog = this.log.child({ scope: 'access' });
+    const own = log ? { log, accessLog: log.child({ scope: 'access' }) } : createLoggers(cfg.logLevel, { node: cfg.nodeName || undefined });
+    this.log = own.log;
+    this.accessLog = own.accessLog;
   }
 
   private ready(): boolean {

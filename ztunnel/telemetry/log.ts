@@ -1,12 +1,12 @@
-// ztunnel's logger: JSON lines on stdout (pino), the same on every thread.
+// ztunnel's loggers: JSON lines on stdout (pino), the same on every thread.
 import { pino, type DestinationStream, type Logger } from 'pino';
 
 export const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 
 /**
- * Lines logged in one event-loop turn go out together in one synchronous write at the end of that turn. A write per
- * line cost about 4% of a ztunnel's CPU at a high connection rate (one access-log line per connection, --cpu-prof); an
- * asynchronous destination costs more still (a thread-pool write per line). Nothing waits longer than the turn.
+ * Lines held until the end of the event-loop turn, then written together in one synchronous write. A write per
+ * access-log line cost about 4% of a ztunnel's CPU at a high connection rate (one line per connection, --cpu-prof); an
+ * asynchronous destination costs more still (a thread-pool write per line).
  */
 class TurnBatchedStdout implements DestinationStream {
   private scheduled = false;
@@ -20,6 +20,12 @@ class TurnBatchedStdout implements DestinationStream {
     setImmediate(this.flush);
   }
 
+  /** Write this line at once, after what is held. */
+  writeNow(line: string): void {
+    this.out.write(line);
+    this.flush();
+  }
+
   /** Write what is held now, synchronously (pino's logger.flush(cb) calls this too). */
   readonly flush = (cb?: () => void): void => {
     this.scheduled = false;
@@ -31,15 +37,21 @@ class TurnBatchedStdout implements DestinationStream {
 const destinations = new Set<TurnBatchedStdout>();
 let exitHook = false;
 
-export function createLogger(level: string, base: Record<string, unknown>): Logger {
-  const dest = new TurnBatchedStdout();
-  destinations.add(dest);
+/**
+ * The access log (a line per connection) is held until the end of the turn. Any other line is written at once, after
+ * the access-log lines held before it, so the order stays and a line is out before what it reports can be seen.
+ */
+export function createLoggers(level: string, base: Record<string, unknown>): { log: Logger; accessLog: Logger } {
+  const held = new TurnBatchedStdout();
+  destinations.add(held);
   if (!exitHook) {
     exitHook = true;
-    // Also on process.exit() and uncaught errors, which end the process before the turn does.
+    // process.exit() and uncaught errors end the process before the turn does.
     process.on('exit', () => {
       for (const d of destinations) d.flush();
     });
   }
-  return pino({ level: LEVELS.includes(level) ? level : 'info', base }, dest);
+  const at = LEVELS.includes(level) ? level : 'info';
+  const direct = { write: (line: string) => held.writeNow(line), flush: held.flush };
+  return { log: pino({ level: at, base }, direct), accessLog: pino({ level: at, base: { ...base, scope: 'access' } }, held) };
 }

@@ -7,7 +7,7 @@ import { NetnsSocketFactory } from '../net/sockets.js';
 import { WorkloadProxies, type Shared } from '../proxy/workload-proxies.js';
 import { ProxyState } from '../state/index.js';
 import { applyOp } from '../state/replica.js';
-import { createLogger } from '../telemetry/log.js';
+import { createLoggers } from '../telemetry/log.js';
 import { Metrics } from '../telemetry/metrics.js';
 import type { HostApi, PodSpec, ThreadApi, ThreadData } from './protocol.js';
 import { RemoteCertificates } from './remote-certificates.js';
@@ -21,8 +21,7 @@ interface Pod {
 }
 
 const { cfg, index, logLevel } = workerData as ThreadData;
-const log = createLogger(logLevel, { node: cfg.nodeName || undefined, thread: index });
-const accessLog = log.child({ scope: 'access' });
+const { log, accessLog } = createLoggers(logLevel, { node: cfg.nodeName || undefined, thread: index });
 const state = new ProxyState();
 const pods = new Map<string, Pod>();
 
