@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { LocalCa } from '../ztunnel/identity/local-ca.js';
 import { Cluster } from '../test/lab/cluster.js';
 import type { Netns } from '../test/lab/netns.js';
+import { within } from '../test/lab/waits.js';
 import type { Mode } from './results.js';
 import { startIn, TOOL } from './proc.js';
 
@@ -31,13 +32,18 @@ export class BenchLab {
   private readonly children: ChildProcess[] = [];
   private stunnels: ChildProcess[] = [];
 
-  /** `threads`: ZTUNNEL_WORKER_THREADS of both ztunnels. */
-  constructor(threads = 1) {
+  /**
+   * `threads`: ZTUNNEL_WORKER_THREADS of both ztunnels. `cpuProfileDir`: run them with --cpu-prof into that directory
+   * and stop them with SIGTERM (a profile is written when the process exits, not when it is killed).
+   */
+  constructor(threads = 1, private readonly cpuProfileDir?: string) {
     const nodes = [
       { name: 'node1', pods: [{ name: 'client', serviceAccount: 'client', enrolled: true }, { name: 'client-plain' }] },
       { name: 'node2', pods: [{ name: 'server', serviceAccount: 'server', enrolled: true }, { name: 'server-plain' }] },
     ];
-    this.cluster = new Cluster({ nodes }, { env: { ZTUNNEL_WORKER_THREADS: String(threads) } });
+    const env: Record<string, string> = { ZTUNNEL_WORKER_THREADS: String(threads) };
+    if (cpuProfileDir) env.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${cpuProfileDir}`;
+    this.cluster = new Cluster({ nodes }, { env });
   }
 
   async start(): Promise<void> {
@@ -80,7 +86,7 @@ export class BenchLab {
   async restartProxies(mode: Exclude<Mode, 'direct'>): Promise<void> {
     if (mode === 'ambit') {
       for (const n of ['node1', 'node2']) {
-        await this.cluster.stopZtunnel(n);
+        await this.stopZtunnel(n);
         await this.cluster.startZtunnel(n);
       }
       return;
@@ -93,8 +99,19 @@ export class BenchLab {
   }
 
   async cleanup(): Promise<void> {
+    if (this.cpuProfileDir) for (const n of ['node1', 'node2']) await this.stopZtunnel(n).catch(() => {});
     for (const c of [...this.children, ...this.stunnels]) c.kill('SIGKILL');
     await this.cluster.cleanup();
+  }
+
+  /** Profiling: SIGTERM, so the profile is written (bounded; then killed). */
+  private async stopZtunnel(node: string): Promise<void> {
+    if (this.cpuProfileDir) {
+      const z = this.cluster.zt(node);
+      z.child.kill('SIGTERM');
+      await within(z.exited, 20_000, `ztunnel ${node} exiting`).catch(() => {});
+    }
+    await this.cluster.stopZtunnel(node);
   }
 
   /** An stunnel pair with certificates from the lab's CA, both sides verifying the peer's chain. */

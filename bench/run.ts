@@ -1,7 +1,8 @@
 // npm run bench: every figure for direct TCP, ambit and stunnel in one run on one lab, then the report.
 // See bench/README.md. Flags: --quick (CI: seconds), --out DIR (default bench/out), --only a,b (benchmarks by name),
-// --threads N (ZTUNNEL_WORKER_THREADS of both ztunnels, default 1).
+// --threads N (ZTUNNEL_WORKER_THREADS of both ztunnels, default 1), --profile DIR (both ztunnels' CPU profiles).
 import { spawnSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
 import os from 'node:os';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -25,7 +26,7 @@ const PROXIES = ['ambit', 'stunnel'] as const;
 type Proxy = (typeof PROXIES)[number];
 
 function usage(): never {
-  console.log(`usage: npm run bench -- [--quick] [--out DIR] [--only ${BENCHMARKS.join(',')}] [--threads N]`);
+  console.log(`usage: npm run bench -- [--quick] [--out DIR] [--only ${BENCHMARKS.join(',')}] [--threads N] [--profile DIR]`);
   process.exit(2);
 }
 
@@ -59,7 +60,7 @@ async function withCpu<T>(lab: BenchLab, mode: Mode, work: () => Promise<T>): Pr
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { quick: { type: 'boolean' }, out: { type: 'string' }, only: { type: 'string' }, threads: { type: 'string' }, help: { type: 'boolean' } } });
+  const { values } = parseArgs({ options: { quick: { type: 'boolean' }, out: { type: 'string' }, only: { type: 'string' }, threads: { type: 'string' }, profile: { type: 'string' }, help: { type: 'boolean' } } });
   if (values.help) usage();
   const only = new Set<Benchmark>((values.only?.split(',') ?? BENCHMARKS) as Benchmark[]);
   for (const b of only) if (!BENCHMARKS.includes(b)) usage();
@@ -71,7 +72,9 @@ async function main(): Promise<void> {
   const results: BenchResults = { version: 1, machine: machineInfo(quick, threads), throughput: [], latency: [], connRate: [], cpu: [], idleMemory: [], stateHeap: [] };
   const log = (msg: string) => console.log(`[bench] ${msg}`);
 
-  const lab = new BenchLab(threads);
+  const profile = values.profile === undefined ? undefined : resolve(values.profile);
+  if (profile) mkdirSync(profile, { recursive: true });
+  const lab = new BenchLab(threads, profile);
   const stop = () => void lab.cleanup().finally(() => process.exit(130));
   process.once('SIGINT', stop).once('SIGTERM', stop);
   const cpu = new Map<Proxy, { perGB?: number; per1k?: number }>(PROXIES.map((m) => [m, {}]));
@@ -147,6 +150,7 @@ async function main(): Promise<void> {
   } finally {
     await lab.cleanup();
   }
+  if (profile) log(`ztunnel CPU profiles (open in Chrome DevTools or speedscope): ${profile}`);
 
   if (only.has('heap')) {
     for (const n of p.heap) {

@@ -3,7 +3,7 @@
 // measured from real traffic (bytes moved, requests answered, connections held).
 import test from 'ava';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,7 +16,8 @@ test.after.always(() => rmSync(out, { recursive: true, force: true }));
 
 test('bench --quick measures every figure for direct, ambit and stunnel and writes the report', async (t) => {
   t.timeout(300_000);
-  const child = spawn(process.execPath, [RUN, '--quick', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const profiles = join(out, 'profiles');
+  const child = spawn(process.execPath, [RUN, '--quick', '--out', out, '--profile', profiles], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   child.stdout.on('data', (c: Buffer) => (log += c));
   child.stderr.on('data', (c: Buffer) => (log += c));
@@ -56,4 +57,16 @@ test('bench --quick measures every figure for direct, ambit and stunnel and writ
   const report = readFileSync(join(out, 'report.md'), 'utf8');
   t.regex(report, /ambit\/direct/);
   for (const f of ['throughput.svg', 'latency-1000.svg', 'connrate.svg']) t.true(existsSync(join(out, f)), f);
+
+  // --profile: every ztunnel process the run stopped (the first two, the two of each of the idle benchmark's two
+  // restarts) wrote its CPU profile, and the traffic shows in them.
+  const files = readdirSync(profiles).filter((f) => f.endsWith('.cpuprofile'));
+  t.is(files.length, 6, files.join(', '));
+  const frames = files.map((f) => {
+    const p = JSON.parse(readFileSync(join(profiles, f), 'utf8')) as { nodes: { callFrame: { functionName: string } }[]; samples: number[] };
+    t.true(p.samples.length > 0, f);
+    return new Set(p.nodes.map((n) => n.callFrame.functionName));
+  });
+  t.true(frames.some((names) => names.has('handleOutbound')), 'a client ztunnel profile shows outbound connections');
+  t.true(frames.some((names) => names.has('handleInboundStream')), 'a server ztunnel profile shows inbound tunnels');
 });
