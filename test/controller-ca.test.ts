@@ -117,7 +117,9 @@ test.serial('xDS over TLS: a client without a valid token is refused, one with a
       silent,
     );
     client.start();
-    await sleep(1500);
+    // Served: wait for it (TLS, TokenReview and two first responses). Refused: nothing is to come, so a fixed wait.
+    if (token) await eventually('served', () => client.ready() && state.workloads.size === 3).catch(() => {});
+    else await sleep(1500);
     const result = { ready: client.ready(), workloads: state.workloads.size };
     client.close();
     return result;

@@ -180,7 +180,10 @@ test.after.always(async () => {
 
 test.serial('on demand: each ztunnel subscribes to its own pods and what they talk to, and a change reaches only its subscribers', async (t) => {
   // Subscribed to nothing at first but its own (ZDS-enrolled) pods, by uid; authorization stays wildcard.
-  const conns = await eventually('both ztunnels connected', () => (connections().size === 2 ? connections() : undefined));
+  const conns = await eventually('both ztunnels connected, with both types', () => {
+    const c = connections();
+    return c.size === 2 && NODES.every((n) => c.get(n)?.types[ADDRESS_TYPE_URL] && c.get(n)?.types[AUTHORIZATION_TYPE_URL]) && c;
+  });
   for (const node of NODES) {
     const types = conns.get(node)!.types;
     t.false(types[ADDRESS_TYPE_URL]!.wildcard, `${node}: addresses are not wildcard`);

@@ -6,7 +6,7 @@ import net from 'node:net';
 import { connectTcp } from '../ztunnel/native/index.js';
 import { echoServer, exchange, holdOpen, httpIn, listenIn } from './lab/apps.js';
 import { DEDICATED_RULES, DedicatedMesh, type HostSpec } from './lab/dedicated.js';
-import { HOSTS, IP, meshConfig } from './lab/fixtures.js';
+import { counter, HOSTS, IP, meshConfig } from './lab/fixtures.js';
 import type { Netns } from './lab/netns.js';
 import { eventually, ZTUNNEL_MAIN, ZtunnelProc } from './lab/ztunnel-proc.js';
 import { echoes, sleep, within } from './lab/waits.js';
@@ -258,9 +258,12 @@ test.serial('POST /logging: known levels are applied (200), unknown ones rejecte
       await within(c.closed, 10_000, 'round trip close');
       return `${IP.client}:${port}`;
     };
+    const closed = async () => counter((await httpIn(client, 'GET', 15020, '/metrics')).body, 'istio_tcp_connections_closed_total', { reporter: 'source' });
     t.is((await httpIn(client, 'POST', 15000, '/logging?level=warn')).status, 200);
+    const closedBefore = await closed();
     const quiet = await roundTrip('quiet');
-    await sleep(500); // let ztunnel finish the connection (and not log it) before the level goes back
+    // ztunnel finishes the connection (counted, and not logged) before the level goes back.
+    await eventually('the quiet connection finished', async () => (await closed()) > closedBefore);
     t.is((await httpIn(client, 'POST', 15000, '/logging?level=info')).status, 200);
     const loud = await roundTrip('loud');
     await eventually('access log at info', () => zt.lines('connection complete').find((l) => l['src.addr'] === loud));

@@ -269,7 +269,8 @@ test.serial('a pod leaving the mesh (rules removed, Del) and joining again (rule
   const inbound = async () => {
     const before = cluster.zt('node2').lines('connection complete').length;
     await works(t, 'client', ip('server-b'), 8080);
-    return eventually('node2 inbound line', () => cluster.zt('node2').lines('connection complete').slice(before).find((l) => l.direction === 'inbound'));
+    // This call's line (works() sends 3000 bytes), not a late one of the connection reset at the Del.
+    return eventually('node2 inbound line', () => cluster.zt('node2').lines('connection complete').slice(before).find((l) => l.direction === 'inbound' && l.bytes_recv === 3000));
   };
   t.is(await cluster.unenroll('client'), '');
   try {

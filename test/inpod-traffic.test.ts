@@ -316,8 +316,12 @@ test.serial('a VIP with endpoints on two nodes: both replicas answer', async (t)
   }
   t.log(`replicas: ${JSON.stringify(Object.fromEntries(seen))}`);
   t.deepEqual([...seen.keys()].sort(), ['server-a', 'server-b']);
-  const lines = complete('node1').filter((l) => l['dst.service'] === HOST.who);
-  t.true(lines.some((l) => l['dst.addr'] === `${ip('server-a')}:7070`) && lines.some((l) => l['dst.addr'] === `${ip('server-b')}:7070`));
+  const both = (lines: Record<string, unknown>[]) => lines.some((l) => l['dst.addr'] === `${ip('server-a')}:7070`) && lines.some((l) => l['dst.addr'] === `${ip('server-b')}:7070`);
+  const lines = await eventually('access-log lines to both replicas', () => {
+    const l = complete('node1').filter((x) => x['dst.service'] === HOST.who);
+    return both(l) && l;
+  }).catch(() => []);
+  t.true(both(lines));
 });
 
 // ---------------------------------------------------------------------------------------------------------------
