@@ -40,10 +40,14 @@ export class ZtunnelProc {
     return readFileSync(this.logPath, 'utf8');
   }
 
-  /** Parsed JSON log lines, optionally only those with the given msg. */
+  /**
+   * Parsed JSON log lines, optionally only those with the given msg. Only whole lines: the ztunnel may be in the
+   * middle of writing a batch of them, and what follows the last newline is then a line cut short.
+   */
   lines(msg?: string): Record<string, unknown>[] {
-    return this.log()
-      .split('\n')
+    const whole = this.log().split('\n');
+    whole.pop();
+    return whole
       .filter((l) => l.startsWith('{'))
       .map((l) => JSON.parse(l) as Record<string, unknown>)
       .filter((l) => msg === undefined || l.msg === msg);
