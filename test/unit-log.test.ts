@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { TurnBatchedWriter } from '../ztunnel/telemetry/log.js';
 
 const LOG = new URL('../ztunnel/telemetry/log.js', import.meta.url).href;
 const dir = mkdtempSync(join(tmpdir(), 'ambit-log-'));
@@ -74,4 +75,27 @@ test('a turn that logs more than the buffer holds writes as it goes and keeps ev
     if (written().length === 0) throw new Error('nothing written during a 200 KiB turn');`);
   t.is(r.status, 0, r.stderr);
   t.deepEqual(r.msgs, Array.from({ length: 2000 }, (_, i) => `line ${i}`));
+});
+
+test('chunks are cut at line ends and hold at most PIPE_BUF bytes, so two threads\' writes to a pipe cannot mix lines', async (t) => {
+  const chunks: string[] = [];
+  const w = new TurnBatchedWriter((c) => chunks.push(c));
+  // 100 lines of 150 bytes with two-byte characters among them (bytes, not characters, are what count).
+  const lines = Array.from({ length: 100 }, (_, i) => `{"i":${String(i).padStart(3, '0')},"s":"${'é'.repeat(20)}${'x'.repeat(93)}"}\n`);
+  t.true(lines.every((l) => Buffer.byteLength(l) === 150));
+  for (const l of lines) w.write(l);
+  t.deepEqual(chunks, [], 'held until the end of the turn');
+  await new Promise((r) => setImmediate(r));
+  t.is(chunks.join(''), lines.join(''));
+  t.true(chunks.every((c) => c.endsWith('\n') && Buffer.byteLength(c) <= 4096), chunks.map((c) => Buffer.byteLength(c)).join());
+  t.is(chunks.length, Math.ceil(100 / Math.floor(4096 / 150)), 'as few writes as that allows');
+});
+
+test('a line longer than PIPE_BUF is written whole, in a chunk of its own', (t) => {
+  const chunks: string[] = [];
+  const w = new TurnBatchedWriter((c) => chunks.push(c));
+  const long = `{"pad":"${'y'.repeat(5000)}"}\n`;
+  w.write('{"a":1}\n');
+  w.writeNow(long);
+  t.deepEqual(chunks, ['{"a":1}\n', long]);
 });
