@@ -1,4 +1,4 @@
-// CertificateManager: caching, renewal at half the lifetime, keeping the old certificate when renewal fails.
+// CertificateManager: caching, renewal at half the lifetime, keeping the old certificate when renewal fails, forgetting.
 import test from 'ava';
 import { pino } from 'pino';
 import { LocalCa } from '../ztunnel/identity/local-ca.js';
@@ -58,4 +58,23 @@ test.serial('one fetch for concurrent callers, renewal at half the lifetime, old
     clearInterval(keepAlive);
     m.close();
   }
+});
+
+test.serial('an identity forgotten while its certificate is being issued stays forgotten: not kept, not announced', async (t) => {
+  const ca = await LocalCa.open(join(dir, 'c.pem'), join(dir, 'c.key'), 'cluster.local');
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const provider: CertificateProvider = { issue: async (who, ttl) => (await gate, ca.issue(who, ttl)) };
+  const m = new CertificateManager(provider, 600, log);
+  const announced: string[] = [];
+  const forgotten: string[] = [];
+  m.on('issued', (c) => announced.push(c.identity)).on('forgotten', (k) => forgotten.push(k));
+  const asked = m.get(id);
+  m.forget(id);
+  release();
+  t.truthy((await asked).chainPem.length, 'the caller still gets its certificate');
+  t.deepEqual(forgotten, ['spiffe://cluster.local/ns/ns/sa/sa']);
+  t.deepEqual(announced, [], 'not announced to the proxy threads, which would keep it again');
+  t.deepEqual(m.identities(), []);
+  m.close();
 });

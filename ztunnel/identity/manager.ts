@@ -95,6 +95,8 @@ export class CertificateManager extends EventEmitter<{ issued: [WorkloadCertific
           notBefore: leaf.notBefore,
           notAfter: leaf.notAfter,
         };
+        // Forgotten while the CA was asked: the caller gets it, but it is neither kept nor announced.
+        if (this.entries.get(key) !== e) return cert;
         e.current = cert;
         e.backoffMs = BACKOFF_MIN_MS;
         e.lastError = undefined;
