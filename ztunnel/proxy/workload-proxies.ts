@@ -138,6 +138,8 @@ export class WorkloadProxies {
     const drained = await this.tracker.waitIdle(deadlineMs);
     if (!drained) this.ctx.log.warn({ open: this.tracker.size }, 'drain deadline reached; closing remaining connections');
     this.close();
+    // What was closed finishes (and writes its access-log line) as its sockets close, a turn or so later.
+    if (!drained) await this.tracker.waitIdle(500);
     return drained;
   }
 

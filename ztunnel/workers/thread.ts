@@ -70,8 +70,6 @@ const api: ThreadApi = {
     pods.clear();
     const results = await Promise.all(all.map((p) => p.proxies.drain(deadlineMs)));
     for (const p of all) release(p);
-    // Connections closed at the deadline log as their sockets close, a turn or so later: wait for them (bounded).
-    for (let i = 0; i < 50 && all.some((p) => p.proxies.tracker.size > 0); i++) await new Promise((r) => setTimeout(r, 10));
     log.flush(); // the host terminates the thread once this answer arrives
     return results.every(Boolean);
   },
