@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ZTUNNEL_NODE_FLAGS } from '../../ztunnel/node-flags.js';
 import { httpIn } from './apps.js';
 import type { Netns } from './netns.js';
 
@@ -16,7 +17,7 @@ export class ZtunnelProc {
   constructor(readonly ns: Netns, dir: string, readonly name: string, env: Record<string, string>) {
     this.logPath = join(dir, `ztunnel-${name}.log`);
     const out = openSync(this.logPath, 'a');
-    this.child = spawn('ip', ['netns', 'exec', ns.name, process.execPath, ZTUNNEL_MAIN], {
+    this.child = spawn('ip', ['netns', 'exec', ns.name, process.execPath, ...ZTUNNEL_NODE_FLAGS, ZTUNNEL_MAIN], {
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env },
       stdio: ['ignore', out, out],
     });
