@@ -216,6 +216,23 @@ test.serial('listenTcp on :: is dual-stack; options are applied', async (t) => {
   await closeServer(srv);
 });
 
+test.serial('listenTcp noDelay: accepted sockets inherit TCP_NODELAY from the listener', async (t) => {
+  const accepted = async (noDelay: boolean) => {
+    const lfd = native.listenTcp({ netnsFd: nsfd, host: '127.0.0.1', port: 0, noDelay });
+    t.is(native.getNoDelay(lfd), noDelay);
+    let inherited: boolean | undefined;
+    const srv = await serve(lfd, (s) => {
+      inherited = native.getNoDelay(native.socketFd(s));
+      s.end('x');
+    });
+    t.is(await readAll(native.connectTcp({ netnsFd: nsfd, host: '127.0.0.1', port: portOf(srv) })), 'x');
+    await closeServer(srv);
+    return inherited;
+  };
+  t.is(await accepted(false), false);
+  t.is(await accepted(true), true);
+});
+
 test.serial('socketTcp in netns: net.Socket({fd}).connect works, mark is applied', async (t) => {
   inNs('iptables', '-w', '-A', 'OUTPUT', '-o', 'lo', '-p', 'tcp', '-m', 'mark', '--mark', '0x539', '-j', 'ACCEPT');
   const lfd = native.listenTcp({ netnsFd: nsfd, host: '127.0.0.1', port: 0 });

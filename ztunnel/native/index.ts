@@ -41,6 +41,8 @@ export interface ListenTcpOptions {
   reusePort?: boolean;
   /** default true */
   reuseAddr?: boolean;
+  /** TCP_NODELAY, which accepted sockets inherit */
+  noDelay?: boolean;
 }
 
 export interface SocketTcpOptions {
@@ -80,6 +82,7 @@ interface Addon {
   localAddress(fd: number): SockAddr;
   setMark(fd: number, mark: number): void;
   getMark(fd: number): number;
+  getNoDelay(fd: number): boolean;
   openNetns(path: string): number;
   closeFd(fd: number): void;
   seqpacketListen(path: string, backlog?: number): number;
@@ -187,6 +190,10 @@ export function setMark(fd: number, mark: number): void {
 
 export function getMark(fd: number): number {
   return addon.getMark(fd);
+}
+
+export function getNoDelay(fd: number): boolean {
+  return addon.getNoDelay(fd);
 }
 
 /** open(path, O_RDONLY|O_CLOEXEC), e.g. /var/run/netns/<name> or /proc/<pid>/ns/net */

@@ -112,8 +112,7 @@ export class WorkloadProxies {
   /** A listener for traffic that iptables redirected: the original destination comes from the socket. */
   private redirected(handler: (s: net.Socket, ip: string, port: number) => Promise<void>): net.Server {
     return net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => {
-      s.on('error', ignoreUntilSpliced); // handlers see failures through close/splice
-      s.setNoDelay(true);
+      s.on('error', ignoreUntilSpliced); // handlers see failures through close/splice (TCP_NODELAY: from the listener)
       let dst: { address: string; port: number };
       try {
         dst = originalDst(socketFd(s));
