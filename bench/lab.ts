@@ -42,7 +42,8 @@ export class BenchLab {
       { name: 'node2', pods: [{ name: 'server', serviceAccount: 'server', enrolled: true }, { name: 'server-plain' }] },
     ];
     const env: Record<string, string> = { ZTUNNEL_WORKER_THREADS: String(threads) };
-    if (cpuProfileDir) env.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${cpuProfileDir}`;
+    // NODE_OPTIONS is split at spaces except inside double quotes (with backslash escapes), as JSON writes a string.
+    if (cpuProfileDir) env.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${JSON.stringify(cpuProfileDir)}`;
     this.cluster = new Cluster({ nodes }, { env });
   }
 
