@@ -2,11 +2,11 @@
 // ztunnel entry point: configuration from the environment (see README), SIGTERM/SIGINT drain.
 import { Ztunnel } from './app.js';
 import { loadConfig } from './config/env.js';
-import { missingNodeFlags } from './node-flags.js';
+import { missingNodeFlags, ZTUNNEL_NODE_FLAGS } from './node-flags.js';
 
 const HELP = `ambit ztunnel: the per-node (or, in dedicated mode, per-workload) proxy of an ambient mesh.
 
-Usage: node --max-semi-space-size=1 dist/ztunnel/main.js [--help]
+Usage: node ${ZTUNNEL_NODE_FLAGS.join(' ')} dist/ztunnel/main.js [--help]
        (the flag keeps bulk transfers from causing frequent full GCs; without it ztunnel warns at start)
 
 Configured by environment variables (Istio ztunnel names):

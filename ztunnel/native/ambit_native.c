@@ -582,29 +582,28 @@ static napi_value SetMark(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static napi_value GetMark(napi_env env, napi_callback_info info) {
-  const char *fn = "getMark";
+/* The int value of a socket option of the fd in argument 0; false (with an exception pending) on failure. */
+static bool get_sockopt_int(napi_env env, napi_callback_info info, const char *fn, int level, int opt,
+                            const char *what, int *value) {
   napi_value argv[1];
   int fd;
-  if (!get_args(env, info, 1, argv, NULL) || !arg_fd(env, argv[0], fn, &fd)) return NULL;
-  uint32_t mark = 0;
-  socklen_t len = sizeof mark;
-  if (getsockopt(fd, SOL_SOCKET, SO_MARK, &mark, &len) < 0)
-    return throw_errno(env, errno, fn, "getsockopt(SO_MARK)", "fd %d", fd), NULL;
+  if (!get_args(env, info, 1, argv, NULL) || !arg_fd(env, argv[0], fn, &fd)) return false;
+  socklen_t len = sizeof *value;
+  if (getsockopt(fd, level, opt, value, &len) < 0) return throw_errno(env, errno, fn, what, "fd %d", fd), false;
+  return true;
+}
+
+static napi_value GetMark(napi_env env, napi_callback_info info) {
+  int mark = 0;
+  if (!get_sockopt_int(env, info, "getMark", SOL_SOCKET, SO_MARK, "getsockopt(SO_MARK)", &mark)) return NULL;
   napi_value r;
-  napi_create_uint32(env, mark, &r);
+  napi_create_uint32(env, (uint32_t)mark, &r);
   return r;
 }
 
 static napi_value GetNoDelay(napi_env env, napi_callback_info info) {
-  const char *fn = "getNoDelay";
-  napi_value argv[1];
-  int fd;
-  if (!get_args(env, info, 1, argv, NULL) || !arg_fd(env, argv[0], fn, &fd)) return NULL;
   int on = 0;
-  socklen_t len = sizeof on;
-  if (getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &len) < 0)
-    return throw_errno(env, errno, fn, "getsockopt(TCP_NODELAY)", "fd %d", fd), NULL;
+  if (!get_sockopt_int(env, info, "getNoDelay", IPPROTO_TCP, TCP_NODELAY, "getsockopt(TCP_NODELAY)", &on)) return NULL;
   napi_value r;
   napi_get_boolean(env, on != 0, &r);
   return r;
