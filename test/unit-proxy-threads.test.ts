@@ -11,7 +11,9 @@ import { LocalCa } from '../ztunnel/identity/local-ca.js';
 import { CertificateManager } from '../ztunnel/identity/manager.js';
 import { formatIdentity } from '../ztunnel/identity/spiffe.js';
 import { ProxyState } from '../ztunnel/state/index.js';
+import type { WorkloadCertificate } from '../ztunnel/identity/manager.js';
 import { ProxyThreads } from '../ztunnel/workers/host.js';
+import { RemoteCertificates } from '../ztunnel/workers/remote-certificates.js';
 import { within } from './lab/waits.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ambit-threads-'));
@@ -77,4 +79,24 @@ test('a thread keeps the certificates it was given until the main thread forgets
     await pt.drain(1000);
     certs.close();
   }
+});
+
+test('a certificate the main thread sends after the identity was forgotten is handed over but not kept', async (t) => {
+  const id = { trustDomain: 'cluster.local', namespace: 'shop', serviceAccount: 'api' };
+  const key = formatIdentity(id);
+  const answers: ((c: WorkloadCertificate) => void)[] = [];
+  const certs = new RemoteCertificates(() => new Promise((resolve) => answers.push(resolve)));
+  const cert = (serial: string): WorkloadCertificate =>
+    ({ identity: key, chainPem: [], privateKeyPem: '', rootsPem: [], serial, notBefore: new Date(), notAfter: new Date(Date.now() + 3_600_000) });
+
+  const first = certs.get(id);
+  certs.forgotten(key);
+  const second = certs.get(id); // asked again after the forget: a fetch of its own
+  t.is(answers.length, 2);
+  answers[1]!(cert('new'));
+  t.is((await second).serial, 'new');
+  answers[0]!(cert('old')); // the forgotten fetch answers last
+  t.is((await first).serial, 'old', 'its caller still gets the answer');
+  t.is((await certs.get(id)).serial, 'new', 'the one fetched after the forget is the one kept');
+  t.is(answers.length, 2, 'and it is served without asking again');
 });
