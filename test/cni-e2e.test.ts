@@ -141,7 +141,7 @@ async function call(from: Pod, to: Pod): Promise<{ ok: boolean; lines: Record<st
   const before = complete().length;
   const msg = `hello ${to.name} from ${from.name} ${Math.random()}`;
   const r = await exchange(from.sandbox!.netns, to.sandbox!.ip, 8080, Buffer.from(msg), 10_000);
-  await sleep(300); // let ztunnel write its access log line
+  await sleep(300); // let ztunnel write its access log line (held for up to 100 ms)
   return { ok: r.received.toString() === msg, lines: complete().slice(before) };
 }
 

@@ -95,7 +95,7 @@ test.serial('inbound plaintext: a policy change while the app is being connected
   }).catch(() => counts('server1', PLAIN_IN));
   t.is(after.opened - before.opened, 1);
   t.is(after.closed - before.closed, 1, `the connection was never finished${tail(mesh.zt('server1'))}`);
-  // The access-log line goes out at the end of the ztunnel's event-loop turn, possibly after the counters were read.
+  // The access-log line is held for up to 100 ms (telemetry/log.ts), so it may go out after the counters were read.
   const lines = await eventually('its access-log line', () => {
     const l = mesh.zt('server1').lines('connection complete').filter((x) => x['src.addr'] === srcAddr);
     return l.length > 0 && l;

@@ -9,7 +9,7 @@ export const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'sile
  * interleaved with another thread's, which would mix two lines.
  */
 const PIPE_BUF = 4096;
-/** A turn that logs more than this writes as it goes. */
+/** More than this held is written at once. */
 const MAX_HELD = 64 * 1024;
 
 const pause = new Int32Array(new SharedArrayBuffer(4));
@@ -33,29 +33,34 @@ function writeStdout(chunk: string): void {
   }
 }
 
+/** How long an access-log line may be held before it is written. */
+export const HOLD_MS = 100;
+
 /**
- * Lines held until the end of the event-loop turn, then written in as few writes as PIPE_BUF allows. A write per
- * access-log line cost about 4% of a ztunnel's CPU at a high connection rate (one line per connection, --cpu-prof); an
- * asynchronous destination costs more still (a thread-pool write per line). sonic-boom, pino's own destination, can
- * hold lines too, but writes all it holds only together with an fsync.
+ * Lines held for up to HOLD_MS (or until MAX_HELD bytes are held), then written in as few writes as PIPE_BUF allows.
+ * A write per line cost about 4% of a ztunnel's CPU at a high connection rate (one line per connection, --cpu-prof),
+ * and a write per event-loop turn still about 2%: at that rate most turns finish one connection. An asynchronous
+ * destination costs more still (a thread-pool write per line). sonic-boom, pino's own destination, can hold lines
+ * too, but writes all it holds only together with an fsync.
  */
-export class TurnBatchedWriter implements DestinationStream {
+export class HeldLinesWriter implements DestinationStream {
   private readonly ready: string[] = [];
   private readyBytes = 0;
   private current = '';
   private currentBytes = 0;
-  private scheduled = false;
+  private timer: NodeJS.Timeout | undefined;
 
-  /** `out`: where chunks go (stdout; a test passes its own). */
-  constructor(private readonly out: (chunk: string) => void = writeStdout) {}
+  /** `out`: where chunks go (stdout; a test passes its own); `holdMs`: how long a line may wait. */
+  constructor(
+    private readonly out: (chunk: string) => void = writeStdout,
+    private readonly holdMs = HOLD_MS,
+  ) {}
 
   write(line: string): void {
     this.hold(line);
     if (this.readyBytes >= MAX_HELD) this.flush();
-    else if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(this.flush);
-    }
+    // Unref'd: held lines must not keep the process alive; the exit hook writes them.
+    else this.timer ??= setTimeout(this.flush, this.holdMs).unref();
   }
 
   /** Write this line at once, after what is held. */
@@ -66,7 +71,8 @@ export class TurnBatchedWriter implements DestinationStream {
 
   /** Write what is held now, synchronously (pino's logger.flush(cb) calls this too). */
   readonly flush = (cb?: () => void): void => {
-    this.scheduled = false;
+    clearTimeout(this.timer);
+    this.timer = undefined;
     this.cut();
     for (const chunk of this.ready.splice(0)) this.out(chunk);
     this.readyBytes = 0;
@@ -89,19 +95,19 @@ export class TurnBatchedWriter implements DestinationStream {
   }
 }
 
-const destinations = new Set<TurnBatchedWriter>();
+const destinations = new Set<HeldLinesWriter>();
 let exitHook = false;
 
 /**
- * The access log (a line per connection) is held until the end of the turn. Any other line is written at once, after
- * the access-log lines held before it, so the order stays and a line is out before what it reports can be seen.
+ * The access log (a line per connection) is held for up to HOLD_MS. Any other line is written at once, after the
+ * access-log lines held before it, so the order stays and a line is out before what it reports can be seen.
  */
 export function createLoggers(level: string, base: Record<string, unknown>): { log: Logger; accessLog: Logger } {
-  const held = new TurnBatchedWriter();
+  const held = new HeldLinesWriter();
   destinations.add(held);
   if (!exitHook) {
     exitHook = true;
-    // process.exit() and uncaught errors end the process before the turn does.
+    // process.exit() and uncaught errors end the process before held lines are due.
     process.on('exit', () => {
       for (const d of destinations) d.flush();
     });
