@@ -19,10 +19,17 @@ export interface MachineInfo {
   tools: Record<string, string>;
   /** Threads each ztunnel served traffic with (ZTUNNEL_WORKER_THREADS); absent in runs from before it existed. */
   ztunnelThreads?: number;
+  /** How many times throughput, latency and connection rate were each measured (interleaved); absent means once. */
+  rounds?: number;
+}
+
+/** Which round (1..machine.rounds) of a repeated benchmark a result is from; absent in runs from before rounds. */
+interface InRound {
+  round?: number;
 }
 
 /** Bulk transfer, client pod -> server pod (iperf3). */
-export interface ThroughputResult {
+export interface ThroughputResult extends InRound {
   mode: Mode;
   flows: number;
   seconds: number;
@@ -37,7 +44,7 @@ export interface ThroughputResult {
 
 /** Request/response at a fixed offered rate over persistent connections, latency measured from each request's
  *  scheduled send time (so a stalled connection counts against every request queued behind it). */
-export interface LatencyResult {
+export interface LatencyResult extends InRound {
   mode: Mode;
   /** Offered requests per second. */
   rate: number;
@@ -61,7 +68,7 @@ export interface LatencyResult {
 }
 
 /** New connections per second: connect, one request/response, close; `concurrency` loops in parallel. */
-export interface ConnRateResult {
+export interface ConnRateResult extends InRound {
   mode: Mode;
   concurrency: number;
   seconds: number;
@@ -71,7 +78,7 @@ export interface ConnRateResult {
 }
 
 /** CPU the proxies used (user + system, both ends summed) for a measured amount of work. */
-export interface CpuResult {
+export interface CpuResult extends InRound {
   mode: Exclude<Mode, 'direct'>;
   /** During the single-flow throughput run. */
   secondsPerGB: number;

@@ -9,6 +9,7 @@ import { parseIperf3 } from '../bench/parse/iperf3.js';
 import { loadResults } from '../bench/report/main.js';
 import { renderMarkdown } from '../bench/report/markdown.js';
 import { buildPlots } from '../bench/report/plots.js';
+import { collapseRounds, medianRun } from '../bench/report/rounds.js';
 import { barChart } from '../bench/report/svg.js';
 import { connectionsPerZtunnelCoreSecond, evaluateTargets, type TargetRow } from '../bench/report/targets.js';
 import { validateResults } from '../bench/report/validate.js';
@@ -235,6 +236,72 @@ test('markdown: the ztunnel thread count is reported when the run recorded it', 
   t.notRegex(renderMarkdown(r, []), /ztunnel threads/);
   r.machine.ztunnelThreads = 2;
   t.regex(renderMarkdown(r, []), /- ztunnel threads serving traffic \(ZTUNNEL_WORKER_THREADS\): 2\n/);
+});
+
+// ---------------------------------------------------------------- rounds
+
+/** full() measured three times: round 2 is the median of every figure, rounds 1 and 3 the low and high ends. */
+function threeRounds(): BenchResults {
+  const r = empty();
+  r.machine.rounds = 3;
+  const base = full();
+  for (const [round, k] of [[1, 0.5], [2, 1], [3, 1.5]] as const) {
+    r.throughput.push(...base.throughput.map((x) => ({ ...x, bitsPerSecond: x.bitsPerSecond * k, round })));
+    r.latency.push(...base.latency.map((x) => ({ ...x, p50: x.p50 * k, p99: x.p99 * k, round })));
+    r.connRate.push(...base.connRate.map((x) => ({ ...x, connectionsPerSecond: x.connectionsPerSecond * k, round })));
+    r.cpu.push(...base.cpu.map((x) => ({ ...x, secondsPerGB: x.secondsPerGB * k, secondsPer1kConnections: x.secondsPer1kConnections * k, round })));
+  }
+  // Rounds come back in any order; a CPU figure not measured in a round (NaN) does not count.
+  r.throughput.reverse();
+  r.cpu.push({ mode: 'ambit', secondsPerGB: NaN, secondsPer1kConnections: 100, round: 4 });
+  return r;
+}
+
+test('rounds: the median run, the lower middle one of an even count; NaN left out; nothing for no runs', (t) => {
+  const v = (x: number) => x;
+  t.deepEqual(medianRun([3, 1, 2], v), { run: 2, range: { n: 3, min: 1, max: 3 } });
+  t.deepEqual(medianRun([4, 1, 3, 2], v), { run: 2, range: { n: 4, min: 1, max: 4 } });
+  t.deepEqual(medianRun([NaN, 5, 1], v), { run: 1, range: { n: 2, min: 1, max: 5 } });
+  t.is(medianRun([NaN], v), undefined);
+  t.is(medianRun([], v), undefined);
+});
+
+test('rounds: each figure is its median round with the spread; one round is left as it was', (t) => {
+  const { results, ranges } = collapseRounds(threeRounds());
+  t.deepEqual(results.throughput.map((x) => [x.mode, x.flows, x.bitsPerSecond / 1e9, x.round]).sort(),
+    [['ambit', 1, 4, 2], ['ambit', 4, 5, 2], ['direct', 1, 10, 2], ['direct', 4, 20, 2], ['stunnel', 4, 8, 2]]);
+  // A latency row stays one run's: p50 comes from the round whose p99 is the median.
+  const l = results.latency.find((x) => x.mode === 'ambit' && x.rate === 1000)!;
+  t.deepEqual([l.p50, l.p99, l.round], [0.075, 0.3, 2]);
+  t.deepEqual(results.connRate.map((x) => x.connectionsPerSecond), [10000, 3000]);
+  // CPU figures are taken one by one: ambit's per-1k figure counts the fourth measurement, its per-GB figure does not.
+  t.deepEqual(results.cpu, [
+    { mode: 'ambit', secondsPerGB: 0.9, secondsPer1kConnections: 0.8 }, // 0.4, 0.8, 1.2, 100: the lower middle
+    { mode: 'stunnel', secondsPerGB: 0.3, secondsPer1kConnections: 1.6 },
+  ]);
+  t.deepEqual(ranges.throughput.find((x) => x.label === 'ambit 1 flow')?.range, { n: 3, min: 2e9, max: 6e9 });
+  t.deepEqual(ranges.latency.find((x) => x.label === 'direct p99 at 5000 req/s')?.range, { n: 3, min: 0.1, max: 0.30000000000000004 });
+  t.deepEqual(ranges.cpu.map((x) => [x.label, x.range.n]), [['ambit CPU-s per GB', 3], ['ambit CPU-s per 1k connections', 4], ['stunnel CPU-s per GB', 3], ['stunnel CPU-s per 1k connections', 3]]);
+
+  const one = full();
+  const same = collapseRounds(one);
+  t.deepEqual(same.results, one);
+  t.deepEqual(same.ranges, { throughput: [], latency: [], connRate: [], cpu: [] });
+});
+
+test('markdown and plots: a run of rounds shows the median rounds, says so, and gives the range under each table', (t) => {
+  const md = renderMarkdown(threeRounds(), []);
+  const lines = md.split('\n');
+  t.true(lines.includes('- Rounds: 3, interleaved; each figure below is its median round, with the range over the rounds under its table'));
+  t.true(lines.includes('| 1 flow | 10.00 | 4.00 | – | 0.40× | – |'), 'the median round, as in a single run');
+  t.true(lines.includes('| Throughput ambit/direct, 1 flow | ≥ 0.30× direct | 0.40× (ambit 4.00 / direct 10.00 Gbit/s) | met |  |'));
+  t.regex(md, /Range over the rounds: [^\n]*ambit 1 flow 2\.00–6\.00[^\n]*\./);
+  t.regex(md, /Range over the rounds: [^\n]*ambit p99 at 1000 req\/s 0\.150–0\.450/);
+  t.regex(md, /Range over the rounds: [^\n]*ambit at concurrency 32 1,500–4,500/);
+  t.regex(md, /Range over the rounds: [^\n]*ambit CPU-s per 1k connections 0\.400–100\.000/);
+  t.notRegex(renderMarkdown(full(), []), /Rounds|Range over/);
+  const plot = buildPlots(threeRounds()).find((p) => p.file === 'throughput.svg')!;
+  t.deepEqual(plot.svg, buildPlots(full()).find((p) => p.file === 'throughput.svg')!.svg, 'plots show the median rounds');
 });
 
 test('markdown: quick mode warns, missing figures say so, text cannot break the table', (t) => {

@@ -1,6 +1,7 @@
 // Renders a run's results as a Markdown report: machine, targets, one table per figure, plots.
 import { MODES, type BenchResults, type Mode } from '../results.js';
 import { DASH, bytes, fixed, gbps, mb, num, ratio, uniqueSorted } from './format.js';
+import { collapseRounds, type LabelledRange, type RoundsView } from './rounds.js';
 import { evaluateTargets, type TargetRow } from './targets.js';
 
 export interface PlotRef {
@@ -48,6 +49,7 @@ function machine(r: BenchResults): string {
     `- Kernel: ${md(m.kernel)}; Node.js ${md(m.node)}`,
     `- Tools: ${tools}`,
     ...(m.ztunnelThreads !== undefined ? [`- ztunnel threads serving traffic (ZTUNNEL_WORKER_THREADS): ${m.ztunnelThreads}`] : []),
+    ...((m.rounds ?? 1) > 1 ? [`- Rounds: ${m.rounds}, interleaved; each figure below is its median round, with the range over the rounds under its table`] : []),
     `- Started: ${md(m.date)}`,
   ];
   return lines.join('\n');
@@ -58,25 +60,32 @@ function targets(rows: TargetRow[]): string {
     rows.map((t) => [t.target, t.threshold, t.measured, verdict(t.met), t.note ?? '']), 5)].join('\n');
 }
 
+/** The spread of figures measured in several rounds, as a line under their table. */
+function rangeLines(rs: readonly LabelledRange[], show: (x: number) => string): string[] {
+  if (rs.length === 0) return [];
+  return ['', `Range over the rounds: ${rs.map((x) => `${x.label} ${show(x.range.min)}–${show(x.range.max)}`).join(', ')}.`];
+}
+
 /** One line per run that had errors. */
 function errorLines<T extends { mode: Mode; errors: number; completed: number }>(xs: readonly T[], where: (x: T) => string): string[] {
   return xs.filter((x) => x.errors > 0).map((x) => `- ${x.mode} ${where(x)}: ${fixed(x.errors, 0)} errors, ${fixed(x.completed, 0)} completed`);
 }
 
-function throughput(r: BenchResults): string {
+function throughput(r: BenchResults, ranges: RoundsView['ranges']): string {
   const flows = uniqueSorted(r.throughput.map((x) => x.flows));
   if (flows.length === 0) return '## Throughput (Gbit/s)\n\nNot measured.';
   const rows = flows.map((n) => modeRow(`${n} flow${n === 1 ? '' : 's'}`, byMode(r.throughput, (x) => x.flows === n, (x) => gbps(x.bitsPerSecond)!), (x) => fixed(x, 2)));
   const busy = r.throughput.filter((x) => x.machineCpuBusy !== undefined)
     .map((x) => `${x.mode} ${x.flows}: ${fixed(x.machineCpuBusy! * 100, 0)}%`);
   const out = ['## Throughput (Gbit/s)', '', table(['Flows', ...MODE_HEADER], rows)];
+  out.push(...rangeLines(ranges.throughput, (x) => fixed(gbps(x), 2)));
   if (busy.length) out.push('', `Machine CPU busy during each run (all cores): ${busy.join(', ')}.`);
   return out.join('\n');
 }
 
 const PERCENTILES: [string, 'p50' | 'p90' | 'p99' | 'p999' | 'max'][] = [['p50', 'p50'], ['p90', 'p90'], ['p99', 'p99'], ['p99.9', 'p999'], ['max', 'max']];
 
-function latency(r: BenchResults): string {
+function latency(r: BenchResults, ranges: RoundsView['ranges']): string {
   const rates = uniqueSorted(r.latency.map((x) => x.rate));
   if (rates.length === 0) return '## Latency (ms)\n\nNot measured.';
   const out = ['## Latency (ms)', '', 'Measured from each request\'s scheduled send time (corrected for coordinated omission), less the load generator\'s own timer lag.'];
@@ -96,15 +105,17 @@ function latency(r: BenchResults): string {
     const errors = errorLines(at, () => `at ${fixed(rate, 0)} req/s`);
     if (errors.length) out.push('', ...errors);
   }
+  out.push(...rangeLines(ranges.latency, (x) => fixed(x, 3)));
   return out.join('\n');
 }
 
-function connRate(r: BenchResults): string {
+function connRate(r: BenchResults, ranges: RoundsView['ranges']): string {
   const conc = uniqueSorted(r.connRate.map((x) => x.concurrency));
   if (conc.length === 0) return '## New connections per second\n\nNot measured.';
   const rows = conc.map((c) => modeRow(String(c), byMode(r.connRate, (x) => x.concurrency === c, (x) => x.connectionsPerSecond), (x) => fixed(x, 0)));
   const errors = errorLines(r.connRate, (x) => `at concurrency ${x.concurrency}`);
-  return ['## New connections per second', '', table(['Concurrency', ...MODE_HEADER], rows), ...(errors.length ? ['', ...errors] : [])].join('\n');
+  return ['## New connections per second', '', table(['Concurrency', ...MODE_HEADER], rows), ...rangeLines(ranges.connRate, (x) => fixed(x, 0)),
+    ...(errors.length ? ['', ...errors] : [])].join('\n');
 }
 
 /** Proxy-only figures: direct has no proxy, so only ambit, stunnel and their ratio. */
@@ -112,14 +123,14 @@ function proxyRow(label: string, ambit: number | undefined, stunnel: number | un
   return [label, show(ambit), show(stunnel), ratio(ambit, stunnel)];
 }
 
-function cpu(r: BenchResults): string {
+function cpu(r: BenchResults, ranges: RoundsView['ranges']): string {
   if (r.cpu.length === 0) return '## Proxy CPU (user + system, both ends)\n\nNot measured.';
   const a = r.cpu.find((x) => x.mode === 'ambit');
   const s = r.cpu.find((x) => x.mode === 'stunnel');
   return ['## Proxy CPU (user + system, both ends)', '', table(['Work', 'ambit', 'stunnel', 'ambit/stunnel'], [
     proxyRow('CPU-s per GB (1-flow throughput)', a?.secondsPerGB, s?.secondsPerGB, (x) => fixed(x, 3)),
     proxyRow('CPU-s per 1k connections (concurrency 32)', a?.secondsPer1kConnections, s?.secondsPer1kConnections, (x) => fixed(x, 3)),
-  ])].join('\n');
+  ]), ...rangeLines(ranges.cpu, (x) => fixed(x, 3))].join('\n');
 }
 
 function idleMemory(r: BenchResults): string {
@@ -143,15 +154,16 @@ function plotsSection(plots: readonly PlotRef[]): string {
   return ['## Plots', '', ...plots.flatMap((p) => [`### ${p.title}`, '', `![${p.title.replace(/[[\]]/g, '')}](${encodeURI(p.file)})`, ''])].join('\n').trimEnd();
 }
 
-export function renderMarkdown(results: BenchResults, plots: readonly PlotRef[]): string {
+export function renderMarkdown(all: BenchResults, plots: readonly PlotRef[]): string {
+  const { results, ranges } = collapseRounds(all);
   const sections = [
     '# ambit benchmark report',
     machine(results),
     targets(evaluateTargets(results)),
-    throughput(results),
-    latency(results),
-    connRate(results),
-    cpu(results),
+    throughput(results, ranges),
+    latency(results, ranges),
+    connRate(results, ranges),
+    cpu(results, ranges),
     idleMemory(results),
     stateHeap(results),
     plotsSection(plots),

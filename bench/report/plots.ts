@@ -1,6 +1,7 @@
 // The report's figures as SVG bar charts: latency per rate, throughput, connection rate.
 import { MODES, type BenchResults, type Mode } from '../results.js';
 import { fixed, gbps, uniqueSorted } from './format.js';
+import { collapseRounds } from './rounds.js';
 import { barChart, type BarSeries } from './svg.js';
 
 export interface Plot {
@@ -46,7 +47,8 @@ function connRatePlot(r: BenchResults): Plot[] {
   return [{ file: 'connrate.svg', title, svg: barChart({ title, unit: 'conn/s', groups, series }) }];
 }
 
-/** Figures for whatever the results hold; a figure with no data is left out. */
-export function buildPlots(r: BenchResults): Plot[] {
+/** Figures for whatever the results hold (each figure's median round); a figure with no data is left out. */
+export function buildPlots(all: BenchResults): Plot[] {
+  const r = collapseRounds(all).results;
   return [...throughputPlot(r), ...latencyPlots(r), ...connRatePlot(r)];
 }
