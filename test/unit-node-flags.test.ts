@@ -9,16 +9,17 @@ import { fileURLToPath } from 'node:url';
 import { missingNodeFlags, ZTUNNEL_NODE_FLAGS } from '../ztunnel/node-flags.js';
 
 const FLAG = '--max-semi-space-size=1';
+const OLD = '--initial-old-space-size=64';
 type LogLine = { msg: string; missing?: string[] };
 
 test('a flag counts as given on the command line or in NODE_OPTIONS, with any value', (t) => {
-  t.deepEqual(missingNodeFlags([]), [FLAG]);
-  t.deepEqual(missingNodeFlags(['--enable-source-maps'], '--cpu-prof'), [FLAG]);
-  t.deepEqual(missingNodeFlags([FLAG]), []);
-  t.deepEqual(missingNodeFlags([], ` --cpu-prof  ${FLAG} `), []);
+  t.deepEqual(missingNodeFlags([]), [FLAG, OLD]);
+  t.deepEqual(missingNodeFlags(['--enable-source-maps'], '--cpu-prof'), [FLAG, OLD]);
+  t.deepEqual(missingNodeFlags([FLAG]), [OLD]);
+  t.deepEqual(missingNodeFlags([OLD], ` --cpu-prof  ${FLAG} `), []);
   // Someone who chose another size on purpose is not told off.
-  t.deepEqual(missingNodeFlags(['--max-semi-space-size=4']), []);
-  t.deepEqual(missingNodeFlags(['--max-semi-space-size-x=1']), [FLAG]);
+  t.deepEqual(missingNodeFlags(['--max-semi-space-size=4', '--initial-old-space-size=128']), []);
+  t.deepEqual(missingNodeFlags(['--max-semi-space-size-x=1', OLD]), [FLAG]);
 });
 
 test('the shebang of ztunnel/main.js and `npm start` pass the flags', (t) => {
@@ -46,6 +47,6 @@ test('ztunnel warns at start when node lacks the flags, and not when it has them
     return r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as LogLine);
   };
   const warning = (lines: LogLine[]) => lines.find((l) => l.msg.startsWith('node was started without the flags'));
-  t.deepEqual(warning(run([]))?.missing, [FLAG]);
+  t.deepEqual(warning(run([]))?.missing, [FLAG, OLD]);
   t.is(warning(run(ZTUNNEL_NODE_FLAGS)), undefined);
 });

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=1
+#!/usr/bin/env -S node --max-semi-space-size=1 --initial-old-space-size=64
 // ztunnel entry point: configuration from the environment (see README), SIGTERM/SIGINT drain.
 import { Ztunnel } from './app.js';
 import { loadConfig } from './config/env.js';
@@ -7,7 +7,7 @@ import { missingNodeFlags, ZTUNNEL_NODE_FLAGS } from './node-flags.js';
 const HELP = `ambit ztunnel: the per-node (or, in dedicated mode, per-workload) proxy of an ambient mesh.
 
 Usage: node ${ZTUNNEL_NODE_FLAGS.join(' ')} dist/ztunnel/main.js [--help]
-       (the flag keeps bulk transfers from causing frequent full GCs; without it ztunnel warns at start)
+       (the flags keep bulk transfers from causing frequent full GCs; without them ztunnel warns at start)
 
 Configured by environment variables (Istio ztunnel names):
   PROXY_MODE            shared (default: serve the pods the node agent hands over) | dedicated
