@@ -1,6 +1,6 @@
 // A run with several rounds is reported as each figure's median round, with the range over the rounds beside it: on a
 // shared machine one round can be off by a third, and a single round would be reported as if it were the figure.
-import type { BenchResults, CpuResult, Mode } from '../results.js';
+import type { BenchResults, CpuResult } from '../results.js';
 
 export interface Range {
   /** Rounds the figure was measured in. */
@@ -61,8 +61,7 @@ export function collapseRounds(r: BenchResults): RoundsView {
       if (m && m.range.n > 1) ranges.cpu.push({ label: `${g[0]!.mode} ${what}`, range: m.range });
       return m ? m.run[f] : NaN;
     };
-    const mode = g[0]!.mode as Exclude<Mode, 'direct'>;
-    return { mode, secondsPerGB: field('secondsPerGB', 'CPU-s per GB'), secondsPer1kConnections: field('secondsPer1kConnections', 'CPU-s per 1k connections') };
+    return { mode: g[0]!.mode, secondsPerGB: field('secondsPerGB', 'CPU-s per GB'), secondsPer1kConnections: field('secondsPer1kConnections', 'CPU-s per 1k connections') };
   });
   const results: BenchResults = {
     ...r,
