@@ -72,6 +72,8 @@ async function main(): Promise<void> {
   const p: Profile = quick ? PROFILES.quick : PROFILES.full;
   const rounds = Number(values.rounds ?? p.rounds);
   if (!Number.isInteger(rounds) || rounds < 1 || rounds > 20) usage();
+  // CPU per connection is taken at the highest concurrency, which the warm-up uses too.
+  const topConcurrency = Math.max(...p.concurrency);
   const out = resolve(values.out ?? 'bench/out');
   const results: BenchResults = { version: 1, machine: machineInfo(quick, threads, rounds), throughput: [], latency: [], connRate: [], cpu: [], idleMemory: [], stateHeap: [] };
   const log = (msg: string) => console.log(`[bench] ${msg}`);
@@ -89,7 +91,7 @@ async function main(): Promise<void> {
       // Steady state: the connection path is compiled (V8 spends seconds optimising it) before CPU is counted.
       for (const mode of MODES) {
         const t = lab.target(mode, 'echo');
-        const args = ['connrate', t.host, String(t.port), '--concurrency', String(Math.max(...p.concurrency)), '--seconds', String(p.connrateWarmS)];
+        const args = ['connrate', t.host, String(t.port), '--concurrency', String(topConcurrency), '--seconds', String(p.connrateWarmS)];
         await runTool(t.ns, 'loadgen', args, (p.connrateWarmS + 30) * 1000);
       }
     }
@@ -135,7 +137,7 @@ async function main(): Promise<void> {
             const { result: out, cpu: used } = await withCpu(lab, mode, () => runTool(t.ns, 'loadgen', args, (p.connrateS + 30) * 1000));
             const r = lastJson<Omit<ConnRateResult, 'mode'>>(out);
             results.connRate.push({ mode, ...r, round });
-            if (used !== undefined && concurrency === Math.max(...p.concurrency)) cpu.get(mode as Proxy)!.per1k = used / (r.completed / 1000);
+            if (used !== undefined && concurrency === topConcurrency) cpu.get(mode as Proxy)!.per1k = used / (r.completed / 1000);
             log(`connrate ${mode} c=${concurrency}: ${r.connectionsPerSecond.toFixed(0)} conn/s (${r.errors} errors)${tag}`);
           }
         }

@@ -33,6 +33,9 @@ export const mb = (bytes: number): string => `${fixed(bytes / 1e6, 1)} MB`;
 
 export const bytes = (b: number | undefined): string => (isNum(b) ? `${fixed(b, 0)} B` : DASH);
 
+/** "1 flow", "4 flows". */
+export const flowsLabel = (n: number): string => `${n} flow${n === 1 ? '' : 's'}`;
+
 export function uniqueSorted(xs: Iterable<number>): number[] {
   return [...new Set(xs)].sort((a, b) => a - b);
 }

@@ -1,6 +1,6 @@
 // Renders a run's results as a Markdown report: machine, targets, one table per figure, plots.
 import { MODES, type BenchResults, type Mode } from '../results.js';
-import { DASH, bytes, fixed, gbps, mb, num, ratio, uniqueSorted } from './format.js';
+import { DASH, bytes, fixed, flowsLabel, gbps, mb, num, ratio, uniqueSorted } from './format.js';
 import { collapseRounds, type LabelledRange, type RoundsView } from './rounds.js';
 import { evaluateTargets, type TargetRow } from './targets.js';
 
@@ -74,7 +74,7 @@ function errorLines<T extends { mode: Mode; errors: number; completed: number }>
 function throughput(r: BenchResults, ranges: RoundsView['ranges']): string {
   const flows = uniqueSorted(r.throughput.map((x) => x.flows));
   if (flows.length === 0) return '## Throughput (Gbit/s)\n\nNot measured.';
-  const rows = flows.map((n) => modeRow(`${n} flow${n === 1 ? '' : 's'}`, byMode(r.throughput, (x) => x.flows === n, (x) => gbps(x.bitsPerSecond)!), (x) => fixed(x, 2)));
+  const rows = flows.map((n) => modeRow(flowsLabel(n), byMode(r.throughput, (x) => x.flows === n, (x) => gbps(x.bitsPerSecond)!), (x) => fixed(x, 2)));
   const busy = r.throughput.filter((x) => x.machineCpuBusy !== undefined)
     .map((x) => `${x.mode} ${x.flows}: ${fixed(x.machineCpuBusy! * 100, 0)}%`);
   const out = ['## Throughput (Gbit/s)', '', table(['Flows', ...MODE_HEADER], rows)];

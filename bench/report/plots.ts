@@ -1,6 +1,6 @@
 // The report's figures as SVG bar charts: latency per rate, throughput, connection rate.
 import { MODES, type BenchResults, type Mode } from '../results.js';
-import { fixed, gbps, uniqueSorted } from './format.js';
+import { fixed, flowsLabel, gbps, uniqueSorted } from './format.js';
 import { collapseRounds } from './rounds.js';
 import { barChart, type BarSeries } from './svg.js';
 
@@ -34,7 +34,7 @@ function throughputPlot(r: BenchResults): Plot[] {
   if (flows.length === 0) return [];
   const title = 'Throughput';
   const series = modeSeries(r.throughput, flows.length, (m, g) => gbps(r.throughput.find((x) => x.mode === m && x.flows === flows[g])?.bitsPerSecond));
-  const groups = flows.map((n) => `${n} flow${n === 1 ? '' : 's'}`);
+  const groups = flows.map(flowsLabel);
   return [{ file: 'throughput.svg', title, svg: barChart({ title, unit: 'Gbit/s', groups, series }) }];
 }
 

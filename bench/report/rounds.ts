@@ -1,6 +1,7 @@
 // A run with several rounds is reported as each figure's median round, with the range over the rounds beside it: on a
 // shared machine one round can be off by a third, and a single round would be reported as if it were the figure.
 import type { BenchResults, CpuResult } from '../results.js';
+import { flowsLabel } from './format.js';
 
 export interface Range {
   /** Rounds the figure was measured in. */
@@ -50,8 +51,6 @@ function collapse<T>(xs: readonly T[], key: (x: T) => string, value: (x: T) => n
   });
 }
 
-const flows = (n: number) => `${n} flow${n === 1 ? '' : 's'}`;
-
 /** Latency's median round is chosen by p99 (the figure its target is about), so a row's percentiles stay one run's. */
 export function collapseRounds(r: BenchResults): RoundsView {
   const ranges: RoundsView['ranges'] = { throughput: [], latency: [], connRate: [], cpu: [] };
@@ -65,7 +64,7 @@ export function collapseRounds(r: BenchResults): RoundsView {
   });
   const results: BenchResults = {
     ...r,
-    throughput: collapse(r.throughput, (x) => `${x.mode} ${x.flows}`, (x) => x.bitsPerSecond, (x) => `${x.mode} ${flows(x.flows)}`, ranges.throughput),
+    throughput: collapse(r.throughput, (x) => `${x.mode} ${x.flows}`, (x) => x.bitsPerSecond, (x) => `${x.mode} ${flowsLabel(x.flows)}`, ranges.throughput),
     latency: collapse(r.latency, (x) => `${x.mode} ${x.rate}`, (x) => x.p99, (x) => `${x.mode} p99 at ${x.rate} req/s`, ranges.latency),
     connRate: collapse(r.connRate, (x) => `${x.mode} ${x.concurrency}`, (x) => x.connectionsPerSecond, (x) => `${x.mode} at concurrency ${x.concurrency}`, ranges.connRate),
     cpu,

@@ -1,6 +1,6 @@
 // Evaluates design.md §5's performance targets against a run's results.
 import type { BenchResults, LatencyResult, Mode, ThroughputResult } from '../results.js';
-import { DASH, bytes, fixed, gbps, mb, uniqueSorted } from './format.js';
+import { DASH, bytes, fixed, flowsLabel, gbps, mb, uniqueSorted } from './format.js';
 
 export interface TargetRow {
   target: string;
@@ -22,7 +22,6 @@ const find = <T extends { mode: Mode }>(xs: readonly T[], mode: Mode, pred: (x: 
   xs.find((x) => x.mode === mode && pred(x));
 
 const fixed2 = (x: number | undefined) => fixed(x, 2);
-const flowsLabel = (n: number) => `${n} flow${n === 1 ? '' : 's'}`;
 
 function throughputRows(r: BenchResults): TargetRow[] {
   const threshold = `≥ ${fixed(THROUGHPUT_RATIO_MIN, 2)}× direct`;
