@@ -1,6 +1,6 @@
 // Kubernetes Service -> istio.workload.Service.
 import type { V1Pod, V1Service, V1ServicePort } from '@kubernetes/client-node';
-import type { MessageInit, Port, PortList, Service } from '../../protos/index.js';
+import type { GatewayAddress, MessageInit, Port, PortList, Service } from '../../protos/index.js';
 import { ipToBytes } from '../../ztunnel/net/ip.js';
 
 export interface MeshContext {
@@ -23,7 +23,7 @@ function numericTarget(p: V1ServicePort): number {
   return /^\d+$/.test(t) ? Number(t) : 0;
 }
 
-export function toService(svc: V1Service, ctx: MeshContext): MessageInit<Service> {
+export function toService(svc: V1Service, ctx: MeshContext, waypoint?: MessageInit<GatewayAddress>): MessageInit<Service> {
   const ips = (svc.spec?.clusterIPs ?? (svc.spec?.clusterIP ? [svc.spec.clusterIP] : [])).filter((ip) => ip && ip !== 'None');
   return {
     name: svc.metadata?.name ?? '',
@@ -32,6 +32,7 @@ export function toService(svc: V1Service, ctx: MeshContext): MessageInit<Service
     addresses: ips.map((ip) => ({ network: ctx.network, address: ipToBytes(ip) })),
     ports: (svc.spec?.ports ?? []).filter((p) => (p.protocol ?? 'TCP') === 'TCP').map((p) => ({ servicePort: p.port, targetPort: numericTarget(p) })),
     subjectAltNames: [],
+    ...(waypoint ? { waypoint } : {}),
   };
 }
 

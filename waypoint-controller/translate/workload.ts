@@ -1,6 +1,6 @@
 // Kubernetes Pod (+ its namespace, the services selecting it, the policies selecting it) -> istio.workload.Workload.
 import type { V1Namespace, V1Node, V1Pod, V1Service } from '@kubernetes/client-node';
-import type { MessageInit, PortList, Workload } from '../../protos/index.js';
+import type { GatewayAddress, MessageInit, PortList, Workload } from '../../protos/index.js';
 import { ipToBytes } from '../../ztunnel/net/ip.js';
 import { canonicalName, canonicalRevision, isEnrolled, owningWorkload, selects } from './labels.js';
 import { podPortsFor, serviceKey, type MeshContext } from './service.js';
@@ -19,6 +19,7 @@ export function toWorkload(
   selectorPolicies: Iterable<{ key: string; namespace: string; selector: Record<string, string> }>,
   ctx: MeshContext,
   node?: V1Node,
+  waypoint?: MessageInit<GatewayAddress>,
 ): MessageInit<Workload> | undefined {
   const ips = (pod.status?.podIPs?.map((p) => p.ip) ?? (pod.status?.podIP ? [pod.status.podIP] : [])).filter(Boolean);
   if (ips.length === 0 || pod.spec?.hostNetwork) return undefined;
@@ -51,6 +52,7 @@ export function toWorkload(
     services: svcPorts,
     authorizationPolicies: policies.sort(),
     ...(node ? { locality: localityOf(node) } : {}),
+    ...(waypoint ? { waypoint } : {}),
   };
 }
 
