@@ -12,6 +12,8 @@ import { newCache } from './cache.js';
 import { Informers } from './informers.js';
 import { startMonitoring } from './monitoring.js';
 import { Reconciler, type ControllerContext } from './reconciler.js';
+import { WaypointController } from './waypoints.js';
+import type { Gateway } from '../waypoint/gateway.js';
 
 export interface ControllerOptions extends ControllerContext {
   kubeConfig: KubeConfig;
@@ -28,6 +30,8 @@ export interface ControllerOptions extends ControllerContext {
   servingIps?: string[];
   /** Longest workload certificate the CA issues. Default 24 h. */
   maxCertTtlSeconds?: number;
+  /** Envoy image of waypoint Deployments. */
+  waypointImage?: string;
   log: Logger;
 }
 
@@ -36,6 +40,8 @@ export class Controller {
   readonly cache = newCache();
   readonly xds: XdsServer;
   private readonly informers: Informers;
+  private readonly reconciler: Reconciler;
+  readonly waypoints: WaypointController;
   private readonly caDeps: CaServiceDeps;
   private monitoring?: http.Server;
   private ready = false;
@@ -45,8 +51,13 @@ export class Controller {
   rootPem = '';
 
   constructor(private readonly opts: ControllerOptions) {
-    const reconciler = new Reconciler(this.cache, this.store, opts);
-    this.informers = new Informers(opts.kubeConfig, this.cache, reconciler, opts.log);
+    this.waypoints = new WaypointController({
+      kubeConfig: opts.kubeConfig, cache: this.cache, domainSuffix: opts.domainSuffix, image: opts.waypointImage,
+      bootstrapFor: (g: Gateway) => ({ node: { cluster: g.metadata?.name } }),
+      log: opts.log.child({ component: 'waypoints' }),
+    });
+    this.reconciler = new Reconciler(this.cache, this.store, opts, this.waypoints);
+    this.informers = new Informers(opts.kubeConfig, this.cache, this.reconciler, opts.log);
     const podsOnNode = (node: string): PodRef[] =>
       [...this.cache.pods.values()]
         .filter((p) => p.spec?.nodeName === node)
@@ -111,6 +122,7 @@ export class Controller {
       this.tlsPort = await this.xds.listen(opts.tlsAddress, creds);
     }
     if (opts.xdsAddress) this.xdsPort = await this.xds.listen(opts.xdsAddress);
+    await this.waypoints.start(this.reconciler, ca.rootPem);
     this.ready = true;
     if (opts.monitoringAddress) {
       const [host, port] = splitHostPort(opts.monitoringAddress);
@@ -123,6 +135,7 @@ export class Controller {
   async stop(): Promise<void> {
     this.ready = false;
     this.monitoring?.close();
+    this.waypoints.stop();
     await this.informers.stop();
     await this.xds.close(1000);
   }

@@ -24,16 +24,18 @@ export class Informers {
   /** Start every informer; resolves after each has done its first list. */
   async start(): Promise<void> {
     const core = this.kc.makeApiClient(CoreV1Api);
-    const custom = this.kc.makeApiClient(CustomObjectsApi);
     const list = <T>(p: Promise<T>) => p as unknown as Promise<KubernetesListObject<KubernetesObject>>;
+    const custom = (group: string, version: string, plural: string) => () =>
+      list(this.kc.makeApiClient(CustomObjectsApi).listClusterCustomObject({ group, version, plural }));
     await Promise.all([
       this.watch('namespaces', '/api/v1/namespaces', () => list(core.listNamespace())),
       this.watch('nodes', '/api/v1/nodes', () => list(core.listNode())),
       this.watch('pods', '/api/v1/pods', () => list(core.listPodForAllNamespaces())),
       this.watch('services', '/api/v1/services', () => list(core.listServiceForAllNamespaces())),
-      this.watch('policies', '/apis/security.istio.io/v1/authorizationpolicies', () =>
-        list(custom.listClusterCustomObject({ group: 'security.istio.io', version: 'v1', plural: 'authorizationpolicies' })),
-      ),
+      this.watch('policies', '/apis/security.istio.io/v1/authorizationpolicies', custom('security.istio.io', 'v1', 'authorizationpolicies')),
+      this.watch('gateways', '/apis/gateway.networking.k8s.io/v1/gateways', custom('gateway.networking.k8s.io', 'v1', 'gateways')),
+      this.watch('gatewayclasses', '/apis/gateway.networking.k8s.io/v1/gatewayclasses', custom('gateway.networking.k8s.io', 'v1', 'gatewayclasses')),
+      this.watch('httproutes', '/apis/gateway.networking.k8s.io/v1/httproutes', custom('gateway.networking.k8s.io', 'v1', 'httproutes')),
     ]);
     this.reconciler.syncAll();
   }

@@ -1,0 +1,168 @@
+// The waypoint side of the controller, at the Kubernetes edge: ensures the GatewayClass, server-side applies what
+// each waypoint Gateway needs (rendered by waypoint/provision.ts), writes Gateway and Service status, and
+// publishes the mesh root as ConfigMap istio-ca-root-cert in every namespace. Writes are serialised per object
+// and skipped when the content is what we last wrote, so our own status updates coming back through the
+// informers cost nothing.
+import {
+  CoreV1Api, CustomObjectsApi, KubernetesObjectApi, PatchStrategy, setHeaderOptions, type KubeConfig, type KubernetesObject,
+} from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { boundCondition, WAYPOINT_BOUND, type Binding } from '../waypoint/binding.js';
+import { isWaypointGateway, MANAGED_VALUE, MESH_CONTROLLER, WAYPOINT_CLASS, type Gateway } from '../waypoint/gateway.js';
+import { renderWaypoint, ROOT_CERT_KEY, ROOT_CONFIGMAP } from '../waypoint/provision.js';
+import { gatewayClassStatus, gatewayStatus } from '../waypoint/status.js';
+import type { Cached, Kind } from './cache.js';
+import type { Reconciler, WaypointListener } from './reconciler.js';
+
+const FIELD_MANAGER = MANAGED_VALUE;
+const GW = { group: 'gateway.networking.k8s.io', version: 'v1' };
+const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+
+export interface WaypointControllerOptions {
+  kubeConfig: KubeConfig;
+  cache: Cached;
+  domainSuffix: string;
+  /** Envoy image for waypoint Deployments. */
+  image?: string;
+  /** The Envoy bootstrap for a waypoint Gateway's ConfigMap. */
+  bootstrapFor: (g: Gateway) => object;
+  log: Logger;
+}
+
+export class WaypointController implements WaypointListener {
+  private reconciler?: Reconciler;
+  private rootPem = '';
+  private readonly objects: KubernetesObjectApi;
+  private readonly core: CoreV1Api;
+  private readonly custom: CustomObjectsApi;
+  /** What we last wrote, per object: skip identical writes. */
+  private readonly written = new Map<string, string>();
+  /** One write chain per object, so writes to the same object never race. */
+  private readonly chains = new Map<string, Promise<void>>();
+  private stopped = false;
+
+  constructor(private readonly opts: WaypointControllerOptions) {
+    this.objects = KubernetesObjectApi.makeApiClient(opts.kubeConfig);
+    this.core = opts.kubeConfig.makeApiClient(CoreV1Api);
+    this.custom = opts.kubeConfig.makeApiClient(CustomObjectsApi);
+  }
+
+  /** After the informers' first lists: the class, every waypoint, every namespace's root. */
+  async start(reconciler: Reconciler, rootPem: string): Promise<void> {
+    this.reconciler = reconciler;
+    this.rootPem = rootPem;
+    await this.ensureGatewayClass();
+    for (const ns of this.opts.cache.namespaces.keys()) this.publishRoot(ns);
+    for (const key of this.opts.cache.gateways.keys()) this.gatewayChanged(key);
+    for (const [key, b] of reconciler.serviceBindings) this.serviceBindingChanged(key, b);
+    await this.settled();
+  }
+
+  stop(): void {
+    this.stopped = true;
+  }
+
+  /** Resolves once every write queued so far has finished. */
+  async settled(): Promise<void> {
+    while (this.chains.size > 0) await Promise.all([...this.chains.values()]);
+  }
+
+  afterChange(kind: Kind, key: string, changedWaypoints: ReadonlySet<string>): void {
+    if (!this.reconciler) return; // start() does the first pass
+    if (kind === 'namespaces' && this.opts.cache.namespaces.has(key)) this.publishRoot(key);
+    if (kind === 'gateways') this.gatewayChanged(key);
+    else for (const k of changedWaypoints) this.gatewayChanged(k);
+    if (kind === 'gatewayclasses' && key === WAYPOINT_CLASS) void this.ensureGatewayClass();
+  }
+
+  serviceBindingChanged(key: string, binding: Binding | undefined): void {
+    const svc = this.opts.cache.services.get(key);
+    if (!svc || !binding) return;
+    const want = boundCondition(binding);
+    const have = svc.status?.conditions?.find((c) => c.type === WAYPOINT_BOUND);
+    if (!want && !have) return;
+    if (want && have && have.status === want.status && have.reason === want.reason && have.message === want.message) return;
+    const others = (svc.status?.conditions ?? []).filter((c) => c.type !== WAYPOINT_BOUND);
+    const conditions = want
+      ? [...others, { ...want, observedGeneration: svc.metadata?.generation, lastTransitionTime: new Date().toISOString() }]
+      : others;
+    const [namespace, name] = key.split('/') as [string, string];
+    this.write(`svc-status/${key}`, JSON.stringify(conditions), () =>
+      this.core.patchNamespacedServiceStatus({ namespace, name, body: { status: { conditions } } }, merge),
+    );
+  }
+
+  private gatewayChanged(key: string): void {
+    const g = this.opts.cache.gateways.get(key);
+    if (!g || !isWaypointGateway(g) || g.metadata?.deletionTimestamp) return; // owned objects go with the Gateway
+    const [namespace, name] = key.split('/') as [string, string];
+    const w = this.reconciler?.waypoints.get(key);
+    void this.provision(g).catch((err) => this.opts.log.warn({ gateway: key, err: String(err) }, 'waypoint provisioning failed'));
+    if (!w) return;
+    const status = gatewayStatus(g, w, new Date().toISOString());
+    const comparable = JSON.stringify({ ...status, conditions: status.conditions.map(({ lastTransitionTime: _t, ...c }) => c) });
+    this.write(`gw-status/${key}`, comparable, () =>
+      this.custom.patchNamespacedCustomObjectStatus({ ...GW, plural: 'gateways', namespace, name, body: { status } }, merge),
+    );
+  }
+
+  private async provision(g: Gateway): Promise<void> {
+    const ref = g.spec?.infrastructure?.parametersRef;
+    let parameters: Record<string, string> | undefined;
+    if (ref?.name && (ref.kind ?? 'ConfigMap') === 'ConfigMap' && !ref.group) {
+      const cm = await this.core.readNamespacedConfigMap({ namespace: g.metadata!.namespace!, name: ref.name });
+      parameters = cm.data;
+    }
+    const objects = renderWaypoint(g, { image: this.opts.image, domainSuffix: this.opts.domainSuffix, bootstrap: this.opts.bootstrapFor(g), parameters });
+    for (const o of objects) this.apply(o);
+  }
+
+  private apply(o: KubernetesObject): void {
+    const key = `${o.kind}/${o.metadata?.namespace}/${o.metadata?.name}`;
+    this.write(key, JSON.stringify(o), () => this.objects.patch(o, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply));
+  }
+
+  private publishRoot(namespace: string): void {
+    this.apply({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: ROOT_CONFIGMAP, namespace, labels: { 'istio.io/config': 'true' } },
+      data: { [ROOT_CERT_KEY]: this.rootPem },
+    } as KubernetesObject);
+  }
+
+  private async ensureGatewayClass(): Promise<void> {
+    this.apply({
+      apiVersion: `${GW.group}/${GW.version}`,
+      kind: 'GatewayClass',
+      metadata: { name: WAYPOINT_CLASS },
+      spec: { controllerName: MESH_CONTROLLER, description: 'The default Istio waypoint GatewayClass' },
+    } as KubernetesObject);
+    await this.settled();
+    const cls = await this.custom.getClusterCustomObject({ ...GW, plural: 'gatewayclasses', name: WAYPOINT_CLASS }).catch(() => undefined);
+    const generation = (cls as { metadata?: { generation?: number } } | undefined)?.metadata?.generation ?? 1;
+    this.write(`gc-status/${WAYPOINT_CLASS}`, String(generation), () =>
+      this.custom.patchClusterCustomObjectStatus({ ...GW, plural: 'gatewayclasses', name: WAYPOINT_CLASS, body: { status: gatewayClassStatus(generation, new Date().toISOString()) } }, merge),
+    );
+  }
+
+  /** Queues a write unless `content` is what was last written under `key`; a failed write is retried on the next change. */
+  private write(key: string, content: string, op: () => Promise<unknown>): void {
+    if (this.stopped || this.written.get(key) === content) return;
+    this.written.set(key, content);
+    const prev = this.chains.get(key) ?? Promise.resolve();
+    const next = prev
+      .then(op)
+      .then(
+        () => undefined,
+        (err: unknown) => {
+          if (this.written.get(key) === content) this.written.delete(key);
+          this.opts.log.warn({ object: key, err: String((err as Error)?.message ?? err) }, 'waypoint write failed');
+        },
+      )
+      .finally(() => {
+        if (this.chains.get(key) === next) this.chains.delete(key);
+      });
+    this.chains.set(key, next);
+  }
+}
