@@ -62,9 +62,14 @@ export interface HttpRouteRule {
   filters: HttpFilter[];
   /** Weighted backends; an empty list or all-zero weights -> 500 (Gateway API). */
   backends: WeightedBackend[];
-  /** timeouts.request: the whole request including retries. */
+  /**
+   * Summed weight of backendRefs that could not be resolved (not found, not permitted, wrong kind): that share of
+   * requests gets a 500 (Gateway API), next to `backends`. Absent when all resolved.
+   */
+  unresolvedBackendWeight?: number;
+  /** timeouts.request: the whole request including retries; 0 = no timeout; absent = not set. */
   requestTimeoutMs?: number;
-  /** timeouts.backendRequest: one attempt. */
+  /** timeouts.backendRequest: one attempt; 0 = no timeout; absent = not set. */
   backendRequestTimeoutMs?: number;
 }
 
