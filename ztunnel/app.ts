@@ -2,6 +2,7 @@
 // Dedicated mode serves the one workload in ztunnel's own netns; shared mode serves every pod the node agent hands over.
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
+import { dumpState } from './admin/config-dump.js';
 import { AdminServers } from './admin/servers.js';
 import type { Config } from './config/env.js';
 import { CaClient } from './identity/ca-client.js';
@@ -172,25 +173,8 @@ export class Ztunnel {
   }
 
   configDump(): unknown {
-    const portMaps = (m: ReadonlyMap<string, ReadonlyMap<number, number>>) => Object.fromEntries([...m].map(([k, v]) => [k, Object.fromEntries(v)]));
     return {
-      // Field by field, in the Workload interface's order: a workload from xDS reads most fields from a shared profile.
-      workloads: [...this.state.workloads.all()].map((w) => ({
-        uid: w.uid, name: w.name, namespace: w.namespace, serviceAccount: w.serviceAccount, trustDomain: w.trustDomain,
-        workloadIps: w.workloadIps, network: w.network, protocol: w.protocol, node: w.node, hostname: w.hostname,
-        canonicalName: w.canonicalName, canonicalRevision: w.canonicalRevision, workloadName: w.workloadName,
-        workloadType: w.workloadType, clusterId: w.clusterId, status: w.status, authorizationPolicies: w.authorizationPolicies,
-        services: portMaps(w.services),
-      })),
-      services: [...this.state.services.all()].map((s) => ({
-        ...s,
-        vips: s.vips.map((v) => `${v.network}/${v.address}`),
-        ports: Object.fromEntries(s.ports),
-        endpoints: [...this.state.endpointsOf(s)].map(({ workload, endpoint }) => ({
-          workloadUid: workload.uid, status: workload.status, port: Object.fromEntries(endpoint.ports),
-        })),
-      })),
-      policies: [...this.state.policies.all()],
+      ...dumpState(this.state),
       certificates: this.certs?.dump() ?? [],
       ...(this.inpod ? { pods: this.inpod.dump() } : {}),
       config: { workerThreads: this.cfg.workerThreads, xdsAddress: this.cfg.xdsAddress, caAddress: this.cfg.localCaCert ? undefined : this.cfg.caAddress, xdsOnDemand: this.cfg.xdsOnDemand, proxyMode: this.cfg.proxyMode, nodeName: this.cfg.nodeName, trustDomain: this.cfg.trustDomain, clusterId: this.cfg.clusterId, network: this.cfg.network },

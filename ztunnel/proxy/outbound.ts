@@ -4,12 +4,13 @@ import type { Duplex } from 'node:stream';
 import { buildConnectHeaders } from '../hbone/headers.js';
 import { canonicalIp, formatHostPort } from '../net/ip.js';
 import { connected } from '../net/sockets.js';
+import type { GatewayAddress } from '../state/types.js';
 import { ConnectionTelemetry } from '../telemetry/connection.js';
 import { peerOf, trafficLabels } from '../telemetry/metrics.js';
 import { DownstreamConnection } from './connections.js';
 import type { ProxyContext } from './context.js';
 import { resolveAndRoute, type Route } from './route.js';
-import { baggageOf, workloadUri } from './shared-strings.js';
+import { baggageOf, waypointName, workloadUri } from './shared-strings.js';
 import { abort } from './splice.js';
 
 /** Ports ztunnel itself listens on: a connection aimed at them on a local address would loop back into us. */
@@ -24,16 +25,18 @@ export async function handleOutbound(ctx: ProxyContext, down: net.Socket, dstIpR
   const srcPort = down.remotePort ?? 0;
   const dstIp = canonicalIp(dstIpRaw);
   const dstAddr = formatHostPort(dstIp, dstPort);
-  const fail = (reason: string) => {
-    ctx.accessLog.warn({ 'src.addr': formatHostPort(srcIp, srcPort), 'dst.addr': dstAddr, direction: 'outbound', error: reason }, 'connection failed');
+  const fail = (reason: string, waypoint?: GatewayAddress) => {
+    const line = { 'src.addr': formatHostPort(srcIp, srcPort), 'dst.addr': dstAddr, 'dst.waypoint': waypoint && waypointName(waypoint), direction: 'outbound', error: reason };
+    ctx.accessLog.warn(line, 'connection failed');
     abort(down);
   };
   if (isOwnPort(ctx, dstIp, dstPort)) return fail(`refusing a connection to ztunnel's own port ${dstAddr}`);
 
-  const r: Route = await resolveAndRoute(ctx.state, ctx.cfg.network, dstIp, dstPort);
-  if (down.destroyed) return; // the app gave up while the destination was being looked up
+  // The source decides too: a waypoint's own pods never go through their waypoint.
   const src = ctx.sourceWorkload(srcIp);
-  if (r.kind === 'reject') return fail(r.reason);
+  const r: Route = await resolveAndRoute(ctx.state, ctx.cfg.network, dstIp, dstPort, undefined, src);
+  if (down.destroyed) return; // the app gave up while the destination was being looked up
+  if (r.kind === 'reject') return fail(r.reason, r.waypoint);
 
   const srcIdentity = src ? workloadUri(src) : undefined;
   const service = r.kind === 'passthrough' ? undefined : r.service;
@@ -55,6 +58,7 @@ export async function handleOutbound(ctx: ProxyContext, down: net.Socket, dstIpR
       dstHboneIp: r.kind === 'hbone' ? r.hboneIp : undefined,
       dstHbonePort: r.kind === 'hbone' ? r.hbonePort : undefined,
       dstService: service?.hostname,
+      dstWaypoint: r.kind === 'hbone' && r.waypoint ? waypointName(r.waypoint) : undefined,
       dstWorkload: dstWorkload?.name,
       dstNamespace: dstWorkload?.namespace,
       dstIdentity,
@@ -68,6 +72,7 @@ export async function handleOutbound(ctx: ProxyContext, down: net.Socket, dstIpR
       if (!src) throw new Error(`no local workload has address ${srcIp}, so there is no identity to connect with`);
       upstream = await ctx.pool.connect(
         { srcIdentity: srcIdentity!, expectedIdentities: r.expectedIdentities, dstIp: r.hboneIp, dstPort: r.hbonePort, srcIp },
+        // The tunnel goes to hboneIp:hbonePort, the CONNECT asks for targetIp:targetPort (through a waypoint: what the app dialled).
         buildConnectHeaders({ dstIp: r.targetIp, dstPort: r.targetPort, srcIp, srcPort, baggage: baggageOf(src), serviceHost: service?.hostname }),
       );
     } else {

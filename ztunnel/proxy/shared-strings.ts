@@ -3,7 +3,7 @@
 // peer's identity is fixed for its TLS session, so a cached string never goes stale; entries go with their object.
 import { buildBaggage } from '../hbone/headers.js';
 import { formatIdentity, workloadIdentity, type Identity } from '../identity/spiffe.js';
-import type { Workload } from '../state/types.js';
+import { gatewayDestination, type GatewayAddress, type Workload } from '../state/types.js';
 
 /** `make(key)`, computed once per key object and kept as long as the object lives. */
 function cachedPer<K extends object>(make: (key: K) => string): (key: K) => string {
@@ -23,3 +23,6 @@ export const identityUri = cachedPer((id: Identity) => formatIdentity(id));
 
 /** The `baggage` header a source workload's requests carry. */
 export const baggageOf = cachedPer((w: Workload) => buildBaggage(w));
+
+/** A waypoint as the access log names it (`<ns>/<hostname>` or `<network>/<ip>`); waypoint objects are shared ones. */
+export const waypointName = cachedPer((g: GatewayAddress) => gatewayDestination(g));

@@ -4,7 +4,7 @@ import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { canonicalIp, parseCidr } from '../net/ip.js';
 import type {
-  Authorization, HealthStatus, InboundProtocol, MeshConfig, NetworkAddress, RbacAction, RbacMatch, RbacScope,
+  Authorization, GatewayAddress, HealthStatus, InboundProtocol, MeshConfig, NetworkAddress, RbacAction, RbacMatch, RbacScope,
   Service, ServiceAccountMatch, StringMatch, Workload,
 } from '../state/types.js';
 
@@ -71,6 +71,7 @@ function portMap(v: unknown, path: string): Map<number, number> {
 const WORKLOAD_FIELDS = [
   'uid', 'name', 'namespace', 'serviceAccount', 'trustDomain', 'workloadIps', 'network', 'protocol', 'node', 'hostname',
   'canonicalName', 'canonicalRevision', 'workloadName', 'workloadType', 'clusterId', 'status', 'authorizationPolicies', 'services',
+  'waypoint',
 ] as const;
 
 function workload(v: unknown, path: string, d: LocalDefaults): Workload {
@@ -105,6 +106,7 @@ function workload(v: unknown, path: string, d: LocalDefaults): Workload {
     status: oneOf<HealthStatus>(o.status, `${path}.status`, ['Healthy', 'Unhealthy'], 'Healthy'),
     authorizationPolicies: list(o.authorizationPolicies, `${path}.authorizationPolicies`).map((x, i) => str(x, `${path}.authorizationPolicies[${i}]`)),
     services,
+    ...waypointField(o.waypoint, `${path}.waypoint`),
   };
 }
 
@@ -114,8 +116,27 @@ function networkAddress(v: unknown, path: string): NetworkAddress {
   return { network: slash < 0 ? '' : s.slice(0, slash), address: ip(s.slice(slash + 1), path) };
 }
 
+/**
+ * A waypoint as Istio's ztunnel writes it: `{destination: <network>/<ip> | <namespace>/<hostname>, hboneMtlsPort}`.
+ * As there, a destination that ends in an IP is an address, anything else a hostname. The port may be left out: istiod
+ * always sends HBONE's 15008.
+ */
+function gatewayAddress(v: unknown, path: string): GatewayAddress {
+  const o = obj(v, path, ['destination', 'hboneMtlsPort']);
+  const dest = str(o.destination, `${path}.destination`);
+  const hboneMtlsPort = o.hboneMtlsPort === undefined ? 15008 : port(o.hboneMtlsPort, `${path}.hboneMtlsPort`);
+  if (isIP(dest.slice(dest.lastIndexOf('/') + 1))) return { kind: 'address', ...networkAddress(dest, `${path}.destination`), hboneMtlsPort };
+  const m = /^([^/]+)\/([^/]+)$/.exec(dest);
+  if (!m) fail(`${path}.destination`, `expected "<network>/<ip>" or "<namespace>/<hostname>", got ${JSON.stringify(dest)}`);
+  return { kind: 'hostname', namespace: m[1]!, hostname: m[2]!, hboneMtlsPort };
+}
+
+/** `{waypoint}` when the field is set, else nothing (a workload or service without one has no such property). */
+const waypointField = (v: unknown, path: string): { waypoint?: GatewayAddress } =>
+  v === undefined || v === null ? {} : { waypoint: gatewayAddress(v, path) };
+
 function service(v: unknown, path: string): Service {
-  const o = obj(v, path, ['name', 'namespace', 'hostname', 'vips', 'ports', 'subjectAltNames']);
+  const o = obj(v, path, ['name', 'namespace', 'hostname', 'vips', 'ports', 'subjectAltNames', 'waypoint']);
   return {
     name: str(o.name, `${path}.name`),
     namespace: str(o.namespace, `${path}.namespace`),
@@ -123,6 +144,7 @@ function service(v: unknown, path: string): Service {
     vips: list(o.vips, `${path}.vips`).map((x, i) => networkAddress(x, `${path}.vips[${i}]`)),
     ports: portMap(o.ports, `${path}.ports`),
     subjectAltNames: list(o.subjectAltNames, `${path}.subjectAltNames`).map((x, i) => str(x, `${path}.subjectAltNames[${i}]`)),
+    ...waypointField(o.waypoint, `${path}.waypoint`),
   };
 }
 

@@ -13,6 +13,9 @@ export interface AddressResolver {
   fetch(network: string, ip: string): Promise<void>;
   /** A lookup hit: keeps an on-demand subscription from being dropped as unused. */
   touch?(network: string, ip: string): void;
+  /** fetch and touch for a service by namespace and hostname (`<ns>/<hostname>`: a waypoint named by its hostname). */
+  fetchService?(namespace: string, hostname: string): Promise<void>;
+  touchService?(namespace: string, hostname: string): void;
   pin?(name: string): void;
   unpin?(name: string): void;
 }

@@ -5,7 +5,7 @@
 // Strings decoded by protobufjs are built by concatenation, which V8 keeps as a chain of small pieces (several hundred
 // bytes for a 60-character uid); whatever the state keeps is copied into one flat string first.
 import type { WorkloadProfile } from './profiled-workload.js';
-import type { PortMap } from './types.js';
+import type { GatewayAddress, PortMap } from './types.js';
 
 /** Past this many distinct values the pools of shared objects start over: stale values then cost nothing, and sharing
  *  resumes as values recur. */
@@ -142,9 +142,30 @@ export function sharedServicePorts(entries: ServiceEntries): ReadonlyMap<string,
   return servicePorts.get(contentHash(entries.flatMap(([svc, ports]) => [svc, ...[...ports].flat()])), entries);
 }
 
+/** A waypoint's content: its kind, the two strings that name it, its port. */
+const gatewayParts = (g: GatewayAddress): [string, string, string, number] =>
+  g.kind === 'hostname' ? [g.kind, g.namespace, g.hostname, g.hboneMtlsPort] : [g.kind, g.network, g.address, g.hboneMtlsPort];
+const gateways = new SharedPool<GatewayAddress, GatewayAddress>(
+  (v, g) => {
+    const [a, b] = [gatewayParts(v), gatewayParts(g)];
+    return a.every((part, i) => part === b[i]);
+  },
+  (g): GatewayAddress =>
+    Object.freeze(
+      g.kind === 'hostname'
+        ? { kind: g.kind, namespace: intern(g.namespace), hostname: intern(g.hostname), hboneMtlsPort: g.hboneMtlsPort }
+        : { kind: g.kind, network: intern(g.network), address: intern(g.address), hboneMtlsPort: g.hboneMtlsPort },
+    ),
+);
+
+/** A shared, frozen waypoint address: the services and workloads of a namespace mostly use one waypoint. */
+export function sharedGatewayAddress(g: GatewayAddress): GatewayAddress {
+  return gateways.get(contentHash(gatewayParts(g)), g);
+}
+
 const PROFILE_FIELDS = [
   'namespace', 'serviceAccount', 'trustDomain', 'network', 'protocol', 'hostname', 'canonicalName', 'canonicalRevision', 'workloadName',
-  'workloadType', 'clusterId', 'status', 'authorizationPolicies', 'services',
+  'workloadType', 'clusterId', 'status', 'authorizationPolicies', 'services', 'waypoint',
 ] as const satisfies readonly (keyof WorkloadProfile)[];
 const profiles = new SharedPool<WorkloadProfile, WorkloadProfile>(
   (v, p) => PROFILE_FIELDS.every((f) => v[f] === p[f]),
@@ -152,9 +173,9 @@ const profiles = new SharedPool<WorkloadProfile, WorkloadProfile>(
 );
 
 /** A shared, frozen workload profile with these fields (see profiled-workload.ts): its strings are to be interned, its
- *  lists and maps shared ones (which are compared by identity). */
+ *  lists, maps and waypoint shared ones (which are compared by identity). */
 export function sharedProfile(p: WorkloadProfile): WorkloadProfile {
   const text = [p.namespace, p.serviceAccount, p.trustDomain, p.network, p.protocol, p.hostname, p.canonicalName, p.canonicalRevision,
-    p.workloadName, p.workloadType, p.clusterId, p.status, ...p.authorizationPolicies, ...p.services.keys()];
+    p.workloadName, p.workloadType, p.clusterId, p.status, ...p.authorizationPolicies, ...p.services.keys(), ...(p.waypoint ? gatewayParts(p.waypoint) : [])];
   return profiles.get(contentHash(text), p);
 }

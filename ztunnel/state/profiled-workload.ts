@@ -2,7 +2,7 @@
 // in little more than their uid, name, addresses and node; everything else (namespace, identity, labels, protocol,
 // services, policies...) is the same, so it lives in one shared, frozen profile that each replica refers to. The
 // workload reads those fields through getters: one more property load, with no allocation.
-import type { HealthStatus, InboundProtocol, PortMap, Workload } from './types.js';
+import type { GatewayAddress, HealthStatus, InboundProtocol, PortMap, Workload } from './types.js';
 
 /**
  * The fields of a workload its deployment's replicas have in common. Shared between workloads: never mutated.
@@ -61,5 +61,8 @@ export class ProfiledWorkload implements Workload {
   }
   get services(): ReadonlyMap<string, PortMap> {
     return this.profile.services;
+  }
+  get waypoint(): GatewayAddress | undefined {
+    return this.profile.waypoint;
   }
 }

@@ -2,7 +2,7 @@
 // mutation of ProxyState is one op; replaying the ops in order on an empty ProxyState yields the same state.
 // Workloads cross threads as their own fields plus their profile (structured clone keeps no getters or sharing); the
 // receiving side shares profiles again through the same pools as xDS conversion.
-import { intern, sharedPortMap, sharedProfile, sharedServicePorts, sharedStrings } from './intern.js';
+import { intern, sharedGatewayAddress, sharedPortMap, sharedProfile, sharedServicePorts, sharedStrings } from './intern.js';
 import { ProfiledWorkload, type WorkloadProfile } from './profiled-workload.js';
 import type { ProxyState } from './index.js';
 import type { Authorization, PortMap, Service, Workload } from './types.js';
@@ -40,9 +40,13 @@ function fromWire(w: WireWorkload): Workload {
     protocol: p.protocol, hostname: intern(p.hostname), canonicalName: intern(p.canonicalName), canonicalRevision: intern(p.canonicalRevision),
     workloadName: intern(p.workloadName), workloadType: intern(p.workloadType), clusterId: intern(p.clusterId), status: p.status,
     authorizationPolicies: sharedStrings(p.authorizationPolicies), services: sharedServicePorts(services),
+    waypoint: p.waypoint && sharedGatewayAddress(p.waypoint),
   });
   return new ProfiledWorkload(w.uid, w.name, w.workloadIps, intern(w.node), profile);
 }
+
+/** A service as it arrives: its waypoint shared again (the services of a namespace mostly use one). */
+const fromWireService = (s: Service): Service => (s.waypoint ? { ...s, waypoint: sharedGatewayAddress(s.waypoint) } : s);
 
 /** The op as it is posted to another thread. */
 export function encodeOp(op: StateOp): StateOp<WireWorkload> {
@@ -60,13 +64,13 @@ export function encodeOp(op: StateOp): StateOp<WireWorkload> {
 export function applyOp(state: ProxyState, op: StateOp<WireWorkload>): void {
   switch (op.op) {
     case 'replace':
-      return state.replace({ workloads: op.workloads.map(fromWire), services: op.services, policies: op.policies });
+      return state.replace({ workloads: op.workloads.map(fromWire), services: op.services.map(fromWireService), policies: op.policies });
     case 'upsertWorkload':
       return state.upsertWorkload(fromWire(op.workload), op.notify);
     case 'removeWorkload':
       return state.removeWorkload(op.uid, op.notify);
     case 'upsertService':
-      return state.upsertService(op.service, op.notify);
+      return state.upsertService(fromWireService(op.service), op.notify);
     case 'removeService':
       return state.removeService(op.key, op.notify);
     case 'upsertPolicy':

@@ -15,6 +15,15 @@ export interface NetworkAddress {
 /** Service port -> target port on the workload. */
 export type PortMap = ReadonlyMap<number, number>;
 
+/**
+ * Where a waypoint is, as Istio's GatewayAddress says: a service by namespace and hostname (what istiod prefers), or an
+ * address (a service VIP or a workload IP). Connections to it go to its `hboneMtlsPort` (15008). Shared by every
+ * service and workload that uses the waypoint (intern.ts): never mutated.
+ */
+export type GatewayAddress =
+  | { readonly kind: 'hostname'; readonly namespace: string; readonly hostname: string; readonly hboneMtlsPort: number }
+  | { readonly kind: 'address'; readonly network: string; readonly address: string; readonly hboneMtlsPort: number };
+
 /** A workload as sources deliver it. Read-only: from xDS it is a ProfiledWorkload (profiled-workload.ts), whose fields
  *  other than uid, name, addresses and node are getters reading a profile it shares with the deployment's replicas. */
 export interface Workload {
@@ -38,6 +47,8 @@ export interface Workload {
   readonly authorizationPolicies: readonly string[];
   /** `ns/hostname` -> service port -> target port. Makes this workload an endpoint of those services. */
   readonly services: ReadonlyMap<string, PortMap>;
+  /** Traffic addressed to this workload's own IP (not through a service) goes through this waypoint. */
+  readonly waypoint?: GatewayAddress;
 }
 
 export interface Service {
@@ -48,6 +59,8 @@ export interface Service {
   /** Service port -> target port; 0 means "named port, ask the workload's port map". */
   ports: PortMap;
   subjectAltNames: readonly string[];
+  /** Traffic to this service goes through this waypoint. */
+  waypoint?: GatewayAddress;
 }
 
 export type StringMatch =
@@ -106,3 +119,5 @@ export interface MeshConfig {
 export const policyKey = (p: { namespace: string; name: string }): string => `${p.namespace}/${p.name}`;
 export const serviceKey = (s: { namespace: string; hostname: string }): string => `${s.namespace}/${s.hostname}`;
 export const addressKey = (network: string, ip: string): string => `${network}/${ip}`;
+/** A waypoint as Istio's ztunnel writes its destination: `<namespace>/<hostname>` or `<network>/<ip>`. */
+export const gatewayDestination = (g: GatewayAddress): string => (g.kind === 'hostname' ? serviceKey(g) : addressKey(g.network, g.address));

@@ -18,6 +18,8 @@ export interface ConnectionFields {
   dstHboneIp?: string;
   dstHbonePort?: number;
   dstService?: string;
+  /** Outbound through a waypoint: which one (the tunnel then goes to a waypoint pod). */
+  dstWaypoint?: string;
   dstWorkload?: string;
   dstNamespace?: string;
   dstIdentity?: string;
@@ -68,6 +70,7 @@ export class ConnectionTelemetry {
       'dst.addr': formatHostPort(f.dstIp, f.dstPort),
       'dst.hbone_addr': f.dstHboneIp === undefined ? undefined : formatHostPort(f.dstHboneIp, f.dstHbonePort!),
       'dst.service': f.dstService,
+      'dst.waypoint': f.dstWaypoint,
       'dst.workload': f.dstWorkload,
       'dst.namespace': f.dstNamespace,
       'dst.identity': f.dstIdentity,

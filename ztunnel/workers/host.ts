@@ -40,6 +40,8 @@ export class ProxyThreads {
       certificate: (id) => certs.get(id),
       resolve: ({ network, ip }) => state.resolver?.fetch(network, ip) ?? Promise.resolve(),
       touch: ({ network, ip }) => state.resolver?.touch?.(network, ip),
+      resolveService: ({ namespace, hostname }) => state.resolver?.fetchService?.(namespace, hostname) ?? Promise.resolve(),
+      touchService: ({ namespace, hostname }) => state.resolver?.touchService?.(namespace, hostname),
     };
     for (let index = 1; index <= this.count; index++) {
       const workerData: ThreadData = { cfg, index, logLevel: log.level };

@@ -43,4 +43,6 @@ export type HostApi = {
   certificate(id: Identity): Promise<WorkloadCertificate>;
   resolve(addr: { network: string; ip: string }): Promise<void>;
   touch(addr: { network: string; ip: string }): void;
+  resolveService(name: { namespace: string; hostname: string }): Promise<void>;
+  touchService(name: { namespace: string; hostname: string }): void;
 };

@@ -90,6 +90,8 @@ if (cfg.xdsOnDemand) {
   state.resolver = {
     fetch: (network, ip) => host.call('resolve', { network, ip }),
     touch: (network, ip) => host.notify('touch', { network, ip }),
+    fetchService: (namespace, hostname) => host.call('resolveService', { namespace, hostname }),
+    touchService: (namespace, hostname) => host.notify('touchService', { namespace, hostname }),
   };
 }
 const shared: Shared = { cfg, state, certs, metrics: new Metrics(), log, accessLog };

@@ -1,6 +1,7 @@
 // Workload xDS client: delta ADS (envoy.service.discovery.v3) over grpc-js, as Istio's ztunnel speaks it to istiod.
 // Each response is converted whole before anything is applied: one bad resource NACKs the response and keeps the last
-// good state. On-demand mode subscribes to addresses (`<network>/<ip>`) only when a lookup misses.
+// good state. On-demand mode subscribes to addresses (`<network>/<ip>`, or a waypoint's service `<ns>/<hostname>`) only
+// when a lookup misses.
 import { EventEmitter } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
@@ -58,7 +59,8 @@ export function nodeId(n: XdsNodeInfo): string {
 /** An address resource held under a name other than its own key: the state key (`w:<uid>` | `s:<ns>/<hostname>`) and
  *  the version. */
 type Entry = { key: string; version: string };
-type Waiter = { network: string; ip: string; done: () => void };
+/** A connection held for an on-demand answer; `known` tells whether the state has what it waits for. */
+type Waiter = { known: () => boolean; done: () => void };
 
 export interface XdsClientEvents {
   ack: [{ typeUrl: string; nonce: string }];
@@ -398,15 +400,37 @@ export class XdsClient extends EventEmitter<XdsClientEvents> implements AddressR
 
   private notifyWaiters(answered: Set<string>): void {
     for (const [name, set] of this.waiters) {
-      for (const w of set) if (answered.has(name) || this.state.findDestination(w.network, w.ip)) w.done();
+      for (const w of set) if (answered.has(name) || w.known()) w.done();
     }
   }
 
   /** Look an address up at the control plane; resolves when the answer arrived or after the bounded wait. */
   fetch(network: string, ipRaw: string): Promise<void> {
     const ip = canonicalIp(ipRaw);
-    if (!this.opts.onDemand || this.closed || this.state.findDestination(network, ip)) return Promise.resolve();
-    const name = `${network}/${ip}`;
+    return this.demand(`${network}/${ip}`, () => this.state.findDestination(network, ip) !== undefined);
+  }
+
+  /** The same for a service by its name `<namespace>/<hostname>` (a waypoint named by hostname). */
+  fetchService(namespace: string, hostname: string): Promise<void> {
+    const key = serviceKey({ namespace, hostname });
+    return this.demand(key, () => this.state.services.get(key) !== undefined);
+  }
+
+  touch(network: string, ip: string): void {
+    this.used(`${network}/${canonicalIp(ip)}`);
+  }
+
+  touchService(namespace: string, hostname: string): void {
+    this.used(serviceKey({ namespace, hostname }));
+  }
+
+  private used(name: string): void {
+    if (this.demanded.has(name)) this.demanded.set(name, Date.now() - this.epoch);
+  }
+
+  /** Subscribe to `name` (once) and wait, bounded, until it is answered or `known` holds. */
+  private demand(name: string, known: () => boolean): Promise<void> {
+    if (!this.opts.onDemand || this.closed || known()) return Promise.resolve();
     const isNew = !this.demanded.has(name);
     this.demanded.set(isNew ? flat(name) : name, Date.now() - this.epoch);
     if (isNew) {
@@ -417,7 +441,7 @@ export class XdsClient extends EventEmitter<XdsClientEvents> implements AddressR
       let set = this.waiters.get(name);
       if (!set) this.waiters.set(name, (set = new Set()));
       const w: Waiter = {
-        network, ip,
+        known,
         done: () => {
           clearTimeout(timer);
           set.delete(w);
@@ -431,11 +455,6 @@ export class XdsClient extends EventEmitter<XdsClientEvents> implements AddressR
       }, this.opts.onDemandTimeoutMs ?? 5000);
       set.add(w);
     });
-  }
-
-  touch(network: string, ip: string): void {
-    const name = `${network}/${canonicalIp(ip)}`;
-    if (this.demanded.has(name)) this.demanded.set(name, Date.now() - this.epoch);
   }
 
   pin(name: string): void {

@@ -2,10 +2,10 @@
 // Every validation problem throws an XdsConvertError whose message names the field, so the client can NACK with it.
 import type * as pb from '../../protos/index.js';
 import { bytesToIp, canonicalIp } from '../net/ip.js';
-import { flat, intern, sharedPortMap, sharedProfile, sharedServicePorts, sharedStrings } from '../state/intern.js';
+import { flat, intern, sharedGatewayAddress, sharedPortMap, sharedProfile, sharedServicePorts, sharedStrings } from '../state/intern.js';
 import { ProfiledWorkload } from '../state/profiled-workload.js';
 import type {
-  Authorization, Cidr, HealthStatus, InboundProtocol, NetworkAddress, PortMap, RbacAction, RbacMatch, RbacScope, Service,
+  Authorization, Cidr, GatewayAddress, HealthStatus, InboundProtocol, NetworkAddress, PortMap, RbacAction, RbacMatch, RbacScope, Service,
   ServiceAccountMatch, StringMatch, Workload,
 } from '../state/types.js';
 
@@ -49,6 +49,21 @@ function portMap(ports: pb.Port[], path: string): PortMap {
   return sharedPortMap(ports.map((pt, i) => [port(pt.servicePort, `${path}[${i}].servicePort`), port(pt.targetPort, `${path}[${i}].targetPort`)]));
 }
 
+function networkAddress(a: pb.NetworkAddress, path: string): NetworkAddress {
+  return { network: intern(a.network), address: ipFromBytes(a.address, `${path}.address`) };
+}
+
+/** A waypoint: by hostname (`namespace` and `hostname`) or by address; as Istio's ztunnel, one of them must be set. */
+function gatewayAddress(g: pb.GatewayAddress, path: string): GatewayAddress {
+  const hboneMtlsPort = port(g.hboneMtlsPort, `${path}.hboneMtlsPort`);
+  if (g.hostname) {
+    const namespace = nonEmpty(g.hostname.namespace, `${path}.hostname.namespace`);
+    return sharedGatewayAddress({ kind: 'hostname', namespace, hostname: nonEmpty(g.hostname.hostname, `${path}.hostname.hostname`), hboneMtlsPort });
+  }
+  if (g.address) return sharedGatewayAddress({ kind: 'address', ...networkAddress(g.address, `${path}.address`), hboneMtlsPort });
+  fail(path, 'neither hostname nor address is set');
+}
+
 // The state keeps what this returns for as long as the workload exists: unique strings are flattened, repeated ones,
 // port maps and the fields replicas have in common shared (see state/intern.ts and state/profiled-workload.ts).
 export function convertWorkload(w: pb.Workload, d: ConvertDefaults, path = 'workload'): Workload {
@@ -84,12 +99,9 @@ export function convertWorkload(w: pb.Workload, d: ConvertDefaults, path = 'work
     status,
     authorizationPolicies: sharedStrings(w.authorizationPolicies),
     services: sharedServicePorts(services),
+    waypoint: w.waypoint && gatewayAddress(w.waypoint, `${path}.waypoint`),
   });
   return new ProfiledWorkload(uid, name, workloadIps, intern(w.node), profile);
-}
-
-function networkAddress(a: pb.NetworkAddress, path: string): NetworkAddress {
-  return { network: intern(a.network), address: ipFromBytes(a.address, `${path}.address`) };
 }
 
 export function convertService(s: pb.Service, path = 'service'): Service {
@@ -100,6 +112,8 @@ export function convertService(s: pb.Service, path = 'service'): Service {
     vips: s.addresses.map((a, i) => networkAddress(a, `${path}.addresses[${i}]`)),
     ports: portMap(s.ports, `${path}.ports`),
     subjectAltNames: sharedStrings(s.subjectAltNames),
+    // Only when set: most services have none.
+    ...(s.waypoint && { waypoint: gatewayAddress(s.waypoint, `${path}.waypoint`) }),
   };
 }
 
