@@ -9,12 +9,29 @@ import { newTypeWatch, planChange, planRequest, type DeltaPlan, type TypeWatch }
 
 export type DeltaStream = grpc.ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>;
 
+/** What a connection is served from: ztunnels the main store, each waypoint Envoy its own. */
+export interface ConnectionView {
+  /** '' for the main store, else the waypoint (`<ns>/<gateway>`). */
+  readonly scope: string;
+  readonly store: ResourceStore;
+  readonly typeUrls: ReadonlySet<string>;
+}
+
+/** Thrown from onRequest when the client may not be served (e.g. a waypoint node we cannot place). */
+export class XdsRefusal extends Error {}
+
 export interface ConnectionDeps {
+  /** The main view (ztunnel's types); used unless `route` picks another one. */
   readonly store: ResourceStore;
   readonly metrics: XdsMetrics;
   readonly log: Logger;
   readonly typeUrls: ReadonlySet<string>;
   readonly nonce: () => string;
+  /**
+   * Picks the view once the client's node is known (first request): undefined keeps the main view, a string refuses
+   * the stream with that reason.
+   */
+  readonly route?: (node: ClientNode) => ConnectionView | string | undefined;
 }
 
 export interface TypeWatchDebug {
@@ -36,6 +53,8 @@ export interface ConnectionDebug {
   clusterId: string;
   connectedAt: string;
   node?: ClientNode;
+  /** The waypoint served (`<ns>/<gateway>`), for a waypoint Envoy. */
+  waypoint?: string;
   types: Record<string, TypeWatchDebug>;
 }
 
@@ -44,6 +63,7 @@ export class XdsConnection {
   readonly connectedAt = new Date();
   node?: ClientNode;
   closed = false;
+  private viewOf: ConnectionView;
 
   constructor(
     readonly id: string,
@@ -51,17 +71,30 @@ export class XdsConnection {
     readonly clusterId: string,
     private readonly stream: DeltaStream,
     private readonly deps: ConnectionDeps,
-  ) {}
+  ) {
+    this.viewOf = { scope: '', store: deps.store, typeUrls: deps.typeUrls };
+  }
+
+  get view(): ConnectionView {
+    return this.viewOf;
+  }
 
   /** Handles one request from the client. */
   onRequest(req: DeltaDiscoveryRequest): void {
+    if (this.closed) return; // e.g. refused: nothing more is served on this stream
     const { log, metrics } = this.deps;
     if (!this.node && req.node && req.node.id) {
       this.node = parseNode(req.node);
-      log.info({ conn: this.id, node: this.node.id, peer: this.peer }, 'xDS client connected');
+      const routed = this.deps.route?.(this.node);
+      if (typeof routed === 'string') {
+        this.closed = true;
+        throw new XdsRefusal(routed);
+      }
+      if (routed) this.viewOf = routed;
+      log.info({ conn: this.id, node: this.node.id, peer: this.peer, ...(this.viewOf.scope ? { waypoint: this.viewOf.scope } : {}) }, 'xDS client connected');
     }
     const typeUrl = req.typeUrl;
-    if (!this.deps.typeUrls.has(typeUrl)) {
+    if (!this.viewOf.typeUrls.has(typeUrl)) {
       log.warn({ conn: this.id, typeUrl }, 'xDS request for an unsupported type; ignored');
       return;
     }
@@ -94,7 +127,7 @@ export class XdsConnection {
       if (req.responseNonce !== w.nonceSent) metrics.expiredNonces.inc({ type });
     }
 
-    const plan = planRequest(w, this.deps.store, {
+    const plan = planRequest(w, this.viewOf.store, {
       subscribe: req.resourceNamesSubscribe ?? [],
       unsubscribe: req.resourceNamesUnsubscribe ?? [],
       initialVersions: req.initialResourceVersions ?? {},
@@ -106,7 +139,7 @@ export class XdsConnection {
   onChange(typeUrl: string, names: Iterable<string>): boolean {
     const w = this.watches.get(typeUrl);
     if (!w || this.closed) return false;
-    const plan = planChange(w, this.deps.store, names);
+    const plan = planChange(w, this.viewOf.store, names);
     if (!plan) return false;
     this.send(w, plan);
     return true;
@@ -144,13 +177,15 @@ export class XdsConnection {
       clusterId: this.clusterId,
       connectedAt: this.connectedAt.toISOString(),
       ...(this.node ? { node: this.node } : {}),
+      ...(this.viewOf.scope ? { waypoint: this.viewOf.scope } : {}),
       types,
     };
   }
 
   private send(w: TypeWatch, plan: DeltaPlan): void {
     if (this.closed) return;
-    const { metrics, store, log } = this.deps;
+    const { metrics, log } = this.deps;
+    const store = this.viewOf.store;
     const withAliases = !w.wildcard; // istiod sets aliases for on-demand answers only
     let bytes = 0;
     const resources: XdsResource[] = plan.resources.map((r: StoredResource) => {

@@ -10,9 +10,12 @@ import { pino, type Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL } from '../../protos/index.js';
 import { AggregatedDiscoveryServiceDefinition, type DeltaDiscoveryRequest } from '../../protos/xds.js';
-import { XdsConnection, type ConnectionDebug, type DeltaStream } from './connection.js';
+import { XdsConnection, XdsRefusal, type ConnectionDebug, type ConnectionView, type DeltaStream } from './connection.js';
 import { XdsMetrics } from './metrics.js';
+import type { ClientNode } from './node.js';
 import type { ResourceStore, StoreChange } from './store.js';
+import { CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, LISTENER_TYPE_URL, ROUTE_TYPE_URL, SECRET_TYPE_URL } from '../../protos/envoy.js';
+import { ENVOY_TYPE_URLS, type WaypointServing } from './waypoints.js';
 
 export const DEFAULT_TYPE_URLS: readonly string[] = [ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL];
 
@@ -34,6 +37,11 @@ export interface XdsServerOptions {
    * Resolves to undefined to accept, or to the reason for refusing it with UNAUTHENTICATED.
    */
   authenticate?: (caller: { metadata: grpc.Metadata; localPort: number | undefined }) => Promise<string | undefined>;
+  /**
+   * Serve waypoint Envoys (node id type `waypoint`) from per-waypoint stores with Envoy's types. Without it a
+   * waypoint node is served like any other client (and its Envoy types are ignored).
+   */
+  waypoints?: WaypointServing;
 }
 
 /**
@@ -46,10 +54,22 @@ export function localPortOf(call: object): number | undefined {
   return inner?.getConnectionInfo?.().localPort;
 }
 
+/**
+ * Envoy applies what it gets in order: secrets and clusters (with their endpoints) before the listeners and routes
+ * that name them, as istiod pushes. Other types keep their order.
+ */
+const PUSH_ORDER = [SECRET_TYPE_URL, CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, LISTENER_TYPE_URL, ROUTE_TYPE_URL];
+const pushRank = (typeUrl: string) => {
+  const i = PUSH_ORDER.indexOf(typeUrl);
+  return i < 0 ? -1 : i;
+};
+
 export interface XdsDebugState {
   connections: ConnectionDebug[];
   pendingChanges: Record<string, number>;
   resources: Record<string, number>;
+  /** Per waypoint (`<ns>/<gateway>`): resources per type. */
+  waypoints: Record<string, Record<string, number>>;
 }
 
 export interface FlushStats {
@@ -68,10 +88,14 @@ export class XdsServer {
   private readonly server: grpc.Server;
   private readonly authenticate: XdsServerOptions['authenticate'];
   private readonly connections = new Map<string, XdsConnection>();
-  private readonly pending = new Map<string, Set<string>>();
+  /** scope ('' main store, else a waypoint) -> type -> changed names. */
+  private readonly pending = new Map<string, Map<string, Set<string>>>();
+  private readonly waypoints: WaypointServing | undefined;
+  private readonly waypointTypeUrls: ReadonlySet<string>;
   private firstPendingAt = 0;
   private timer: NodeJS.Timeout | undefined;
   private readonly unsubscribeStore: () => void;
+  private readonly unsubscribeWaypoints: () => void;
   private readonly noncePrefix = randomBytes(4).toString('hex');
   private nonceCounter = 0;
   private connCounter = 0;
@@ -89,7 +113,15 @@ export class XdsServer {
     this.server.addService(AggregatedDiscoveryServiceDefinition as unknown as grpc.ServiceDefinition, {
       deltaAggregatedResources: (call: DeltaStream) => this.onStream(call),
     });
-    this.unsubscribeStore = this.store.onChange((c) => this.onStoreChange(c));
+    this.unsubscribeStore = this.store.onChange((c) => this.onStoreChange('', this.typeUrls, c));
+    this.waypoints = opts.waypoints;
+    this.waypointTypeUrls = new Set(opts.waypoints?.typeUrls ?? ENVOY_TYPE_URLS);
+    const offChange = this.waypoints?.stores.onChange((wp, c) => this.onStoreChange(wp, this.waypointTypeUrls, c));
+    const offDelete = this.waypoints?.stores.onDelete((wp) => {
+      this.pending.delete(wp);
+      for (const c of this.connections.values()) if (c.view.scope === wp) c.cancel();
+    });
+    this.unsubscribeWaypoints = () => (offChange?.(), offDelete?.());
   }
 
   get registry(): Registry {
@@ -117,6 +149,7 @@ export class XdsServer {
     if (this.closed) return;
     this.closed = true;
     this.unsubscribeStore();
+    this.unsubscribeWaypoints();
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     for (const c of this.connections.values()) c.closed = true;
@@ -145,25 +178,42 @@ export class XdsServer {
     if (this.pending.size === 0) return stats;
     const batch = [...this.pending];
     this.pending.clear();
-    for (const [typeUrl, names] of batch) {
-      stats.names += names.size;
-      for (const c of this.connections.values()) if (c.onChange(typeUrl, names)) stats.pushes++;
+    for (const [scope, types] of batch) {
+      for (const [typeUrl, names] of [...types].sort((a, b) => pushRank(a[0]) - pushRank(b[0]))) {
+        stats.names += names.size;
+        for (const c of this.connections.values()) if (c.view.scope === scope && c.onChange(typeUrl, names)) stats.pushes++;
+      }
     }
     return stats;
   }
 
   debugState(): XdsDebugState {
     const pendingChanges: Record<string, number> = {};
-    for (const [t, n] of this.pending) pendingChanges[t] = n.size;
+    for (const [scope, types] of this.pending) for (const [t, n] of types) pendingChanges[scope ? `${scope} ${t}` : t] = n.size;
     const resources: Record<string, number> = {};
     for (const t of this.typeUrls) resources[t] = this.store.size(t);
-    return { connections: [...this.connections.values()].map((c) => c.debug()), pendingChanges, resources };
+    const waypoints: Record<string, Record<string, number>> = {};
+    for (const wp of this.waypoints?.stores.keys() ?? []) {
+      const store = this.waypoints!.stores.get(wp);
+      waypoints[wp] = Object.fromEntries([...this.waypointTypeUrls].map((t) => [t, store.size(t)]));
+    }
+    return { connections: [...this.connections.values()].map((c) => c.debug()), pendingChanges, resources, waypoints };
   }
 
-  private onStoreChange(change: StoreChange): void {
-    if (this.closed || !this.typeUrls.has(change.typeUrl)) return;
-    let set = this.pending.get(change.typeUrl);
-    if (!set) this.pending.set(change.typeUrl, (set = new Set()));
+  /** The view of a client whose node is known: its waypoint's store for a waypoint node, else the main one. */
+  private route(node: ClientNode): ConnectionView | string | undefined {
+    if (!this.waypoints || node.proxyType !== 'waypoint') return undefined;
+    const wp = this.waypoints.waypointOf(node);
+    if (!wp) return `no waypoint known for node ${node.id}`;
+    return { scope: wp, store: this.waypoints.stores.get(wp), typeUrls: this.waypointTypeUrls };
+  }
+
+  private onStoreChange(scope: string, typeUrls: ReadonlySet<string>, change: StoreChange): void {
+    if (this.closed || !typeUrls.has(change.typeUrl)) return;
+    let types = this.pending.get(scope);
+    if (!types) this.pending.set(scope, (types = new Map()));
+    let set = types.get(change.typeUrl);
+    if (!set) types.set(change.typeUrl, (set = new Set()));
     for (const n of change.names) set.add(n);
     const now = Date.now();
     if (!this.timer) this.firstPendingAt = now;
@@ -208,6 +258,7 @@ export class XdsServer {
       metrics: this.metrics,
       log: this.log,
       typeUrls: this.typeUrls,
+      route: (node) => this.route(node),
       nonce: () => `${this.noncePrefix}-${(++this.nonceCounter).toString(36)}`,
     });
     this.connections.set(id, conn);
@@ -225,6 +276,12 @@ export class XdsServer {
       try {
         conn.onRequest(req);
       } catch (err) {
+        if (err instanceof XdsRefusal) {
+          this.log.warn({ conn: id, peer: call.getPeer(), reason: err.message }, 'xDS client refused');
+          finish('refused', err);
+          call.emit('error', Object.assign(new Error(err.message), { code: grpc.status.FAILED_PRECONDITION, details: err.message }));
+          return;
+        }
         this.log.error({ conn: id, err }, 'xDS request handling failed');
         call.destroy(err instanceof Error ? err : new Error(String(err)));
         finish('error', err);
