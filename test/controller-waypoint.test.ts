@@ -27,7 +27,7 @@ test.before(async () => {
   await cp.start([
     { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop', labels: { 'istio.io/dataplane-mode': 'ambient' } } },
     { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'other' } },
-    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'shop', labels: { 'istio.io/use-waypoint': 'waypoint' } }, spec: { selector: { app: 'web' }, ports: [{ port: 80, targetPort: 8080 }] } } as KubernetesObject,
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'shop', labels: { 'istio.io/use-waypoint': 'waypoint' } }, spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] } } as KubernetesObject,
     {
       apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'waypoint-params', namespace: 'shop' },
       data: { deployment: 'spec:\n  replicas: 2\n  template:\n    spec:\n      containers:\n      - name: istio-proxy\n        resources:\n          limits:\n            memory: 512Mi\n' },
@@ -92,7 +92,7 @@ test.serial('a waypoint Gateway gets its ServiceAccount, bootstrap, Deployment a
   const sa = await core.readNamespacedServiceAccount({ namespace: 'shop', name: 'waypoint' });
   t.is(sa.metadata?.ownerReferences?.[0]?.uid, gw.metadata!.uid);
   const cm = await core.readNamespacedConfigMap({ namespace: 'shop', name: 'waypoint-envoy-bootstrap' });
-  t.truthy(cm.data?.['envoy.yaml']);
+  t.truthy(cm.data?.['envoy.json']);
   const svc = await core.readNamespacedService({ namespace: 'shop', name: 'waypoint' });
   t.deepEqual(svc.spec?.ports?.map((p) => [p.name, p.port, p.appProtocol]), [['status-port', 15021, 'tcp'], ['mesh', 15008, 'hbone']]);
   t.deepEqual(svc.spec?.selector, { 'gateway.networking.k8s.io/gateway-name': 'waypoint' });
@@ -127,6 +127,35 @@ test.serial('a waypoint Gateway gets its ServiceAccount, bootstrap, Deployment a
     return cond(x.status?.conditions, 'istio.io/WaypointBound')?.status === 'True' ? x : undefined;
   });
   t.truthy(s);
+  // The waypoint's own xDS store now serves the bound service: its VIP cluster and endpoints, and the SDS secrets.
+  const store = cp.controller!.waypointStores.get('shop/waypoint');
+  const names = (type: string) => store.list(`type.googleapis.com/${type}`).map((r) => r.name);
+  await eventually('bound service in the waypoint config', () => names('envoy.config.cluster.v3.Cluster').some((n) => n.includes('web.shop.svc.cluster.local')));
+  t.true(names('envoy.config.listener.v3.Listener').includes('connect_terminate'));
+  t.deepEqual(names('envoy.extensions.transport_sockets.tls.v3.Secret').sort(), ['ROOTCA', 'default']);
+});
+
+test.serial('an HTTPRoute on the bound Service is Accepted by the mesh controller; one on an unbound Service is not', async (t) => {
+  await core.createNamespacedService({ namespace: 'shop', body: { metadata: { name: 'plain' }, spec: { selector: { app: 'plain' }, ports: [{ name: 'http', port: 80 }] } } });
+  const route = (name: string, parent: string) => ({
+    apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name, namespace: 'shop' },
+    spec: { parentRefs: [{ group: '', kind: 'Service', name: parent, port: 80 }], rules: [{ backendRefs: [{ name: parent, port: 80 }] }] },
+  });
+  for (const [name, parent] of [['to-web', 'web'], ['to-plain', 'plain']]) {
+    await custom.createNamespacedCustomObject({ group: GW.group, version: GW.version, plural: 'httproutes', namespace: 'shop', body: route(name, parent) });
+  }
+  const status = (name: string) =>
+    eventually(`${name} status`, async () => {
+      const r = (await custom.getNamespacedCustomObject({ group: GW.group, version: GW.version, plural: 'httproutes', namespace: 'shop', name })) as {
+        status?: { parents?: { controllerName: string; conditions: { type: string; status: string; reason: string }[] }[] };
+      };
+      return r.status?.parents?.[0];
+    });
+  const web = await status('to-web');
+  t.is(web.controllerName, 'istio.io/mesh-controller');
+  t.like(cond(web.conditions, 'Accepted'), { status: 'True' });
+  const plain = await status('to-plain');
+  t.like(cond(plain.conditions, 'Accepted'), { status: 'False' });
 });
 
 test.serial('an unexpected listener is Accepted=False/UnsupportedProtocol', async (t) => {
@@ -159,6 +188,7 @@ test.serial('deleting the Gateway deletes what it owns, and the Service is no lo
     return left.every((x) => !x) || undefined;
   });
   await eventually('Service.waypoint withdrawn', () => (publishedService('shop/web.shop.svc.cluster.local')?.waypoint ? undefined : true));
+  await eventually('waypoint xDS store dropped', () => !cp.controller!.waypointStores.has('shop/waypoint'));
   const s = await eventually('Service condition NotFound', async () => {
     const x = await core.readNamespacedService({ namespace: 'shop', name: 'web' });
     return cond(x.status?.conditions, 'istio.io/WaypointBound')?.reason === 'NotFound' ? x : undefined;

@@ -29,13 +29,18 @@ const svc = (namespace: string, name: string, labels: Record<string, string> = {
   metadata: { name, namespace, labels }, spec: { clusterIP: '10.96.1.1', selector: { app: name }, ports: [{ port: 80 }] },
 });
 
-/** Waypoints: shop/wp (service, ready), shop/wl (workload), shop/both (all), shop/cold (no ready pod), infra/shared (All namespaces), infra/private (Same). */
+/** Waypoints: shop/wp (service, ready), shop/wl (workload), shop/both (all), shop/cold (no ready pod yet), shop/down (was ready: addresses reported), infra/shared (All namespaces), infra/private (Same). */
 function waypoints(): Map<string, Waypoint> {
   const gws: [Gateway, V1Service, V1Pod[]][] = [
     [gateway('shop', 'wp'), waypointService('shop', 'wp', '10.96.9.1'), [pod('shop', 'wp-1', '10.244.9.1', { 'gateway.networking.k8s.io/gateway-name': 'wp' })]],
     [gateway('shop', 'wl', { 'istio.io/waypoint-for': 'workload' }), waypointService('shop', 'wl', '10.96.9.2'), [pod('shop', 'wl-1', '10.244.9.2', { 'gateway.networking.k8s.io/gateway-name': 'wl' })]],
     [gateway('shop', 'both', { 'istio.io/waypoint-for': 'all' }), waypointService('shop', 'both', '10.96.9.3'), [pod('shop', 'both-1', '10.244.9.3', { 'gateway.networking.k8s.io/gateway-name': 'both' })]],
     [gateway('shop', 'cold'), waypointService('shop', 'cold', '10.96.9.4'), [pod('shop', 'cold-1', '10.244.9.4', { 'gateway.networking.k8s.io/gateway-name': 'cold' }, false)]],
+    [
+      { ...gateway('shop', 'down'), status: { addresses: [{ type: 'IPAddress', value: '10.96.9.7' }] } },
+      waypointService('shop', 'down', '10.96.9.7'),
+      [pod('shop', 'down-1', '10.244.9.7', { 'gateway.networking.k8s.io/gateway-name': 'down' }, false)],
+    ],
     [gateway('infra', 'shared', {}, 'All'), waypointService('infra', 'shared', '10.96.9.5'), [pod('infra', 'shared-1', '10.244.9.5', { 'gateway.networking.k8s.io/gateway-name': 'shared' })]],
     [gateway('infra', 'private'), waypointService('infra', 'private', '10.96.9.6'), [pod('infra', 'private-1', '10.244.9.6', { 'gateway.networking.k8s.io/gateway-name': 'private' })]],
   ];
@@ -56,6 +61,7 @@ const serviceCases: [string, Record<string, string>, Record<string, string>, str
   ['workload-only waypoint refuses a service', { [W]: 'wl' }, {}, 'failed UnsupportedTrafficType'],
   ['waypoint-for all accepts a service', { [W]: 'both' }, {}, 'bound shop/both'],
   ['waypoint without a ready pod: not yet', { [W]: 'cold' }, {}, 'failed NotReady'],
+  ['waypoint that was ready and is down: still bound (ztunnel refuses, never bypasses)', { [W]: 'down' }, {}, 'bound shop/down'],
   ['cross-namespace allowed by allowedRoutes All', { [W]: 'shared', [WNS]: 'infra' }, {}, 'bound infra/shared'],
   ['cross-namespace denied by the default Same', { [W]: 'private', [WNS]: 'infra' }, {}, 'failed AttachmentDenied'],
   ['namespace label with use-waypoint-namespace', {}, { [W]: 'shared', [WNS]: 'infra' }, 'bound infra/shared'],

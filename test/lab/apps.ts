@@ -72,29 +72,88 @@ export function holdOpen(ns: Netns, host: string, port: number): Promise<net.Soc
   });
 }
 
-/** Plain HTTP from inside a namespace (readiness, metrics, admin). */
-export function httpIn(ns: Netns, method: string, port: number, path: string, host = '127.0.0.1'): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
+export interface HttpAnswer {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
+/**
+ * One HTTP/1.1 request from inside a namespace, on a connection of its own. `keepAlive` (as curl, Go and browsers
+ * send) leaves the connection to the client to close after the response; without it the request says
+ * `Connection: close`.
+ */
+export function httpRequest(
+  ns: Netns,
+  o: { method?: string; host: string; port: number; path?: string; headers?: Record<string, string>; body?: string; timeoutMs?: number; keepAlive?: boolean },
+): Promise<HttpAnswer> {
+  return new Promise<HttpAnswer>((resolve, reject) => {
+    const headers = o.keepAlive ? { ...o.headers, connection: 'keep-alive' } : o.headers;
     const req = http.request(
-      { method, host, port, path, createConnection: () => connectTcp({ netnsFd: ns.fd, host, port }), timeout: 5000 },
+      {
+        method: o.method ?? 'GET', host: o.host, port: o.port, path: o.path ?? '/', headers, timeout: o.timeoutMs ?? 5000,
+        createConnection: () => connectTcp({ netnsFd: ns.fd, host: o.host, port: o.port }),
+      },
       (res) => {
         let body = '';
         res.setEncoding('utf8');
         res.on('data', (c: string) => (body += c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        res.on('end', () => {
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body });
+          if (o.keepAlive) req.socket?.end(); // the client closes, once it has the whole answer
+        });
       },
     );
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', reject);
-    req.end();
+    req.end(o.body);
   });
 }
+
+/** Plain HTTP from inside a namespace (readiness, metrics, admin). */
+export const httpIn = (ns: Netns, method: string, port: number, path: string, host = '127.0.0.1'): Promise<{ status: number; body: string }> =>
+  httpRequest(ns, { method, host, port, path });
 
 /** An HTTP server in a namespace: answers every request with its name and the caller's address. */
 export function httpServer(ns: Netns, host: string, port: number, name: string): Promise<http.Server> {
   const server = http.createServer((req, res) => {
     req.resume();
     req.on('end', () => res.end(`${name} (saw the call come from ${req.socket.remoteAddress})`));
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ fd: listenTcp({ netnsFd: ns.fd, host, port }) }, () => resolve(server));
+  });
+}
+
+/** What echoHttpServer answers: who it is and what it received. */
+export interface EchoAnswer {
+  who: string;
+  method: string;
+  path: string;
+  headers: http.IncomingHttpHeaders;
+  from: string;
+}
+
+/**
+ * An HTTP app in a namespace that answers every request with JSON saying who it is and what it got (method, path,
+ * headers, the caller's address). A path starting with `/slow/<ms>` answers after that many milliseconds.
+ */
+export function echoHttpServer(ns: Netns, host: string, port: number, who: string, onRequest?: (a: EchoAnswer) => void): Promise<http.Server> {
+  const server = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      const a: EchoAnswer = { who, method: req.method ?? '', path: req.url ?? '', headers: req.headers, from: req.socket.remoteAddress ?? '' };
+      onRequest?.(a);
+      const delay = /^\/slow\/(\d+)/.exec(a.path);
+      const answer = () => {
+        if (res.destroyed) return;
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify(a));
+      };
+      if (delay) setTimeout(answer, Math.min(Number(delay[1]), 60_000)).unref();
+      else answer();
+    });
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);

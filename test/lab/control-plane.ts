@@ -45,6 +45,8 @@ export class LabControlPlane {
       kubeConfig: this.api!.kubeConfig(), xdsAddress, tlsAddress, monitoringAddress: '127.0.0.1:0',
       clusterId: 'Kubernetes', trustDomain: 'cluster.local', network: '', domainSuffix: 'cluster.local', rootNamespace: 'istio-system',
       servingDnsNames: [SERVING_NAME], maxCertTtlSeconds: this.maxCertTtlSeconds, log: this.log,
+      // Waypoint pods reach us through a relay on their own loopback, as ztunnels do.
+      waypointXdsAddress: '127.0.0.1:15012',
     });
   }
 

@@ -1,6 +1,7 @@
 // Signs workload CSRs: ECDSA P-256 leaf, empty subject, one critical SPIFFE URI SAN, chain leaf-first ending in the root.
 import { parseIdentity } from '../../ztunnel/identity/spiffe.js';
-import { createLeafCertificate, x509 } from '../../ztunnel/identity/x509.js';
+import { webcrypto } from 'node:crypto';
+import { createLeafCertificate, EC_P256, exportKeyPem, x509 } from '../../ztunnel/identity/x509.js';
 import type { CaMaterial } from './root.js';
 
 /** The request itself is unacceptable (maps to INVALID_ARGUMENT). */
@@ -93,19 +94,7 @@ export class CertIssuer {
     if (uriSans.length !== 1 || uriSans[0] !== identity) {
       throw new CsrError(`csr URI SANs ${JSON.stringify(uriSans)} do not equal the identity being issued ${identity}`);
     }
-    const now = (this.opts.now ?? Date.now)();
-    const ttl = effectiveTtlSeconds(requestedTtlSeconds, this.opts);
-    const notBefore = new Date(now - (this.opts.backdateSeconds ?? 60) * 1000);
-    const notAfter = new Date(Math.min(now + ttl * 1000, this.ca.signingCert.notAfter.getTime()));
-    const leaf = await createLeafCertificate({
-      issuer: this.ca.signingCert,
-      signingKey: this.ca.signingKey,
-      signingAlgorithm: this.ca.signingAlgorithm,
-      publicKey: csr.publicKey,
-      sans: [{ type: 'url', value: identity }],
-      notBefore,
-      notAfter,
-    });
+    const leaf = await this.sign(csr.publicKey, identity, requestedTtlSeconds);
     return {
       certChain: [leaf.toString('pem').trim() + '\n', ...this.ca.chainPem],
       identity,
@@ -113,5 +102,39 @@ export class CertIssuer {
       notBefore: leaf.notBefore,
       notAfter: leaf.notAfter,
     };
+  }
+
+  /**
+   * A key pair and its leaf for `identity`, for a proxy the controller configures itself (a waypoint's Envoy gets its
+   * certificate over SDS from us, as Istio's gets it from pilot-agent). The private key never leaves this process
+   * except to the authenticated proxy.
+   */
+  async issueKeyPair(identity: string, requestedTtlSeconds?: number): Promise<IssuedCertificate & { privateKeyPem: string }> {
+    parseIdentity(identity);
+    const keys = await webcrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify']);
+    const leaf = await this.sign(keys.publicKey, identity, requestedTtlSeconds);
+    return {
+      certChain: [leaf.toString('pem').trim() + '\n', ...this.ca.chainPem],
+      identity,
+      serial: leaf.serialNumber,
+      notBefore: leaf.notBefore,
+      notAfter: leaf.notAfter,
+      privateKeyPem: await exportKeyPem(keys.privateKey),
+    };
+  }
+
+  /** `publicKey`: a WebCrypto key or a CSR's public key. */
+  private sign(publicKey: unknown, identity: string, requestedTtlSeconds: number | bigint | undefined) {
+    const now = (this.opts.now ?? Date.now)();
+    const ttl = effectiveTtlSeconds(requestedTtlSeconds, this.opts);
+    return createLeafCertificate({
+      issuer: this.ca.signingCert,
+      signingKey: this.ca.signingKey,
+      signingAlgorithm: this.ca.signingAlgorithm,
+      publicKey,
+      sans: [{ type: 'url', value: identity }],
+      notBefore: new Date(now - (this.opts.backdateSeconds ?? 60) * 1000),
+      notAfter: new Date(Math.min(now + ttl * 1000, this.ca.signingCert.notAfter.getTime())),
+    });
   }
 }

@@ -5,15 +5,19 @@ import { AuthenticationV1Api, CoreV1Api, type KubeConfig } from '@kubernetes/cli
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import { addCaService, authenticate, CertIssuer, issueServingCertificate, kubeTokenReviewer, loadCa, type CaServiceDeps, type PodRef } from '../ca/index.js';
-import { ResourceStore, XdsServer } from '../xds/index.js';
+import { addCaService, authenticate, CertIssuer, issueServingCertificate, kubeTokenReviewer, loadCa, type CaServiceDeps, type Caller, type PodRef } from '../ca/index.js';
+import { ResourceStore, WaypointStores, XdsServer } from '../xds/index.js';
 import { localPortOf } from '../xds/server.js';
 import { newCache } from './cache.js';
 import { Informers } from './informers.js';
 import { startMonitoring } from './monitoring.js';
 import { Reconciler, type ControllerContext } from './reconciler.js';
 import { WaypointController } from './waypoints.js';
-import type { Gateway } from '../waypoint/gateway.js';
+import { waypointBootstrap } from '../waypoint/envoy/bootstrap.js';
+import { GATEWAY_NAME_LABEL } from '../waypoint/gateway.js';
+import { ROOT_CERT_DIR, ROOT_CERT_KEY, TOKEN_DIR } from '../waypoint/provision.js';
+
+const SERVING_NAME = 'istiod.istio-system.svc';
 
 export interface ControllerOptions extends ControllerContext {
   kubeConfig: KubeConfig;
@@ -32,11 +36,14 @@ export interface ControllerOptions extends ControllerContext {
   maxCertTtlSeconds?: number;
   /** Envoy image of waypoint Deployments. */
   waypointImage?: string;
+  /** host:port waypoint Envoys dial for xDS (TLS, our serving certificate's first name checked). Default istiod.istio-system.svc:15012. */
+  waypointXdsAddress?: string;
   log: Logger;
 }
 
 export class Controller {
   readonly store = new ResourceStore();
+  readonly waypointStores = new WaypointStores();
   readonly cache = newCache();
   readonly xds: XdsServer;
   private readonly informers: Informers;
@@ -52,8 +59,8 @@ export class Controller {
 
   constructor(private readonly opts: ControllerOptions) {
     this.waypoints = new WaypointController({
-      kubeConfig: opts.kubeConfig, cache: this.cache, domainSuffix: opts.domainSuffix, image: opts.waypointImage,
-      bootstrapFor: (g: Gateway) => ({ node: { cluster: g.metadata?.name } }),
+      kubeConfig: opts.kubeConfig, cache: this.cache, ctx: opts, stores: this.waypointStores, image: opts.waypointImage,
+      bootstrap: waypointBootstrapFor(opts),
       log: opts.log.child({ component: 'waypoints' }),
     });
     this.reconciler = new Reconciler(this.cache, this.store, opts, this.waypoints);
@@ -79,17 +86,32 @@ export class Controller {
     this.xds = new XdsServer({
       store: this.store,
       log: opts.log,
+      waypoints: { stores: this.waypointStores, waypointOf: (node, principal) => this.waypointOf(node.podNamespace, node.podName, principal as Caller | undefined) },
       // On the TLS port every xDS stream authenticates like a CA call (bearer token through TokenReview, cluster id).
       authenticate: async ({ metadata, localPort }) => {
         if (localPort !== this.tlsPort) return undefined; // the opt-in plaintext debugging port
         try {
-          await authenticate(this.caDeps, metadata);
-          return undefined;
+          return { principal: await authenticate(this.caDeps, metadata) };
         } catch (e) {
           return (e as Error).message;
         }
       },
     });
+  }
+
+  /**
+   * `<ns>/<gateway>` of the waypoint a pod belongs to (its gateway-name label), if that waypoint exists and the
+   * stream's token is that pod's service account (and, when bound to a pod, that pod): the waypoint's config carries
+   * its private key. Never on the unauthenticated debugging port.
+   */
+  private waypointOf(namespace: string, name: string, caller: Caller | undefined): string | undefined {
+    const pod = this.cache.pods.get(`${namespace}/${name}`);
+    const gw = pod?.metadata?.labels?.[GATEWAY_NAME_LABEL];
+    if (!caller || !pod || !gw) return undefined;
+    if (caller.namespace !== namespace || caller.serviceAccount !== (pod.spec?.serviceAccountName || 'default')) return undefined;
+    if (caller.podName && (caller.podName !== name || (caller.podUid && caller.podUid !== pod.metadata?.uid))) return undefined;
+    const key = `${namespace}/${gw}`;
+    return this.reconciler.waypoints.has(key) ? key : undefined;
   }
 
   /** Sync from Kubernetes first, so the first ztunnel to connect gets a complete view. */
@@ -110,7 +132,7 @@ export class Controller {
     addCaService(this.xds, this.caDeps);
     if (opts.tlsAddress) {
       const serving = await issueServingCertificate(ca, {
-        dnsNames: opts.servingDnsNames ?? ['istiod.istio-system.svc'],
+        dnsNames: opts.servingDnsNames ?? [SERVING_NAME],
         ipAddresses: opts.servingIps,
         identity: `spiffe://${opts.trustDomain}/ns/${opts.namespace ?? 'istio-system'}/sa/waypoint-controller`,
       });
@@ -122,7 +144,7 @@ export class Controller {
       this.tlsPort = await this.xds.listen(opts.tlsAddress, creds);
     }
     if (opts.xdsAddress) this.xdsPort = await this.xds.listen(opts.xdsAddress);
-    await this.waypoints.start(this.reconciler, ca.rootPem);
+    await this.waypoints.start(this.reconciler, this.caDeps.issuer);
     this.ready = true;
     if (opts.monitoringAddress) {
       const [host, port] = splitHostPort(opts.monitoringAddress);
@@ -139,6 +161,15 @@ export class Controller {
     await this.informers.stop();
     await this.xds.close(1000);
   }
+}
+
+/** The bootstrap every waypoint's ConfigMap carries: xDS from us over TLS to the mesh root, with the pod's token. */
+function waypointBootstrapFor(opts: ControllerOptions): object {
+  const [xdsHost, xdsPort] = splitHostPort(opts.waypointXdsAddress ?? `${SERVING_NAME}:15012`);
+  return waypointBootstrap({
+    xdsHost, xdsPort, xdsServerName: opts.servingDnsNames?.[0] ?? SERVING_NAME, clusterId: opts.clusterId,
+    rootCertPath: `${ROOT_CERT_DIR}/${ROOT_CERT_KEY}`, tokenPath: `${TOKEN_DIR}/istio-token`,
+  });
 }
 
 function splitHostPort(a: string): [string, number] {

@@ -1,18 +1,27 @@
 // The waypoint side of the controller, at the Kubernetes edge: ensures the GatewayClass, server-side applies what
-// each waypoint Gateway needs (rendered by waypoint/provision.ts), writes Gateway and Service status, and
-// publishes the mesh root as ConfigMap istio-ca-root-cert in every namespace. Writes are serialised per object
+// each waypoint Gateway needs (rendered by waypoint/provision.ts), keeps each waypoint's Envoy configuration current
+// (waypoint-config.ts), writes Gateway, Service, HTTPRoute and AuthorizationPolicy status, and publishes the mesh
+// root as ConfigMap istio-ca-root-cert in every namespace. Writes are serialised per object
 // and skipped when the content is what we last wrote, so our own status updates coming back through the
 // informers cost nothing.
 import {
   CoreV1Api, CustomObjectsApi, KubernetesObjectApi, PatchStrategy, setHeaderOptions, type KubeConfig, type KubernetesObject,
 } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import type { CertIssuer } from '../ca/issuer.js';
+import type { AuthorizationPolicy } from '../translate/authorization.js';
 import { boundCondition, WAYPOINT_BOUND, type Binding } from '../waypoint/binding.js';
 import { isWaypointGateway, MANAGED_VALUE, MESH_CONTROLLER, WAYPOINT_CLASS, type Gateway } from '../waypoint/gateway.js';
 import { renderWaypoint, ROOT_CERT_KEY, ROOT_CONFIGMAP } from '../waypoint/provision.js';
 import { gatewayClassStatus, gatewayStatus } from '../waypoint/status.js';
+import type { PolicyClaim, RouteClaim } from '../waypoint/translate-model.js';
+import { authorizationPolicyStatus } from '../waypoint/translate-policies.js';
+import { httpRouteStatus } from '../waypoint/translate-routes.js';
+import type { HTTPRoute } from '../waypoint/translate-types.js';
+import type { WaypointStores } from '../xds/waypoints.js';
 import type { Cached, Kind } from './cache.js';
-import type { Reconciler, WaypointListener } from './reconciler.js';
+import type { ControllerContext, Reconciler, WaypointListener } from './reconciler.js';
+import { WaypointConfigs } from './waypoint-config.js';
 
 const FIELD_MANAGER = MANAGED_VALUE;
 const GW = { group: 'gateway.networking.k8s.io', version: 'v1' };
@@ -21,11 +30,13 @@ const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 export interface WaypointControllerOptions {
   kubeConfig: KubeConfig;
   cache: Cached;
-  domainSuffix: string;
+  ctx: ControllerContext;
+  /** Where each waypoint's Envoy resources go (served by the xDS server). */
+  stores: WaypointStores;
   /** Envoy image for waypoint Deployments. */
   image?: string;
-  /** The Envoy bootstrap for a waypoint Gateway's ConfigMap. */
-  bootstrapFor: (g: Gateway) => object;
+  /** The Envoy bootstrap for the waypoints' ConfigMaps. */
+  bootstrap: object;
   log: Logger;
 }
 
@@ -40,26 +51,30 @@ export class WaypointController implements WaypointListener {
   /** One write chain per object, so writes to the same object never race. */
   private readonly chains = new Map<string, Promise<void>>();
   private stopped = false;
+  readonly configs: WaypointConfigs;
 
   constructor(private readonly opts: WaypointControllerOptions) {
     this.objects = KubernetesObjectApi.makeApiClient(opts.kubeConfig);
     this.core = opts.kubeConfig.makeApiClient(CoreV1Api);
     this.custom = opts.kubeConfig.makeApiClient(CustomObjectsApi);
+    this.configs = new WaypointConfigs({ cache: opts.cache, stores: opts.stores, ctx: opts.ctx, log: opts.log, onClaims: (r, p) => this.claimsChanged(r, p) });
   }
 
-  /** After the informers' first lists: the class, every waypoint, every namespace's root. */
-  async start(reconciler: Reconciler, rootPem: string): Promise<void> {
+  /** After the informers' first lists: the class, every waypoint and its configuration, every namespace's root. */
+  async start(reconciler: Reconciler, issuer: CertIssuer): Promise<void> {
     this.reconciler = reconciler;
-    this.rootPem = rootPem;
+    this.rootPem = issuer.rootPem;
     await this.ensureGatewayClass();
     for (const ns of this.opts.cache.namespaces.keys()) this.publishRoot(ns);
     for (const key of this.opts.cache.gateways.keys()) this.gatewayChanged(key);
     for (const [key, b] of reconciler.serviceBindings) this.serviceBindingChanged(key, b);
+    await this.configs.start(reconciler, issuer);
     await this.settled();
   }
 
   stop(): void {
     this.stopped = true;
+    this.configs.stop();
   }
 
   /** Resolves once every write queued so far has finished. */
@@ -73,6 +88,54 @@ export class WaypointController implements WaypointListener {
     if (kind === 'gateways') this.gatewayChanged(key);
     else for (const k of changedWaypoints) this.gatewayChanged(k);
     if (kind === 'gatewayclasses' && key === WAYPOINT_CLASS) void this.ensureGatewayClass();
+    // Endpoints, routes and policies of bound services are part of the waypoints' Envoy configuration.
+    if (kind !== 'namespaces' && kind !== 'nodes') this.configs.schedule();
+  }
+
+  /** HTTPRoute parents and AuthorizationPolicy conditions, merged over every waypoint's claims. */
+  private claimsChanged(routes: RouteClaim[], policies: PolicyClaim[]): void {
+    const { cache } = this.opts;
+    const services = new Map(cache.services);
+    const unbound = (svc: { metadata?: { namespace?: string; name?: string } }) => {
+      const b = this.reconciler?.serviceBindings.get(`${svc.metadata?.namespace}/${svc.metadata?.name}`);
+      return b?.kind === 'failed' ? { reason: b.reason, message: b.message } : undefined;
+    };
+    for (const [key, route] of cache.httproutes) {
+      const r = route as HTTPRoute;
+      const claimed = routes.filter((c) => c.route === key).flatMap((c) => c.parents);
+      const ours = httpRouteStatus(r, claimed, { services, referenceGrants: [], domainSuffix: this.opts.ctx.domainSuffix }, unbound);
+      if (ours.length === 0) continue;
+      const now = new Date().toISOString();
+      const previous = r.status?.parents ?? [];
+      const others = previous.filter((p) => p.controllerName !== MESH_CONTROLLER);
+      const stamped = ours.map((p) => ({
+        ...p,
+        conditions: p.conditions.map((c) => {
+          const before = previous.find((x) => JSON.stringify(x.parentRef) === JSON.stringify(p.parentRef))?.conditions?.find((x) => x.type === c.type) as
+            | { status: string; lastTransitionTime?: string }
+            | undefined;
+          return { ...c, observedGeneration: r.metadata?.generation, lastTransitionTime: before?.status === c.status && before.lastTransitionTime ? before.lastTransitionTime : now };
+        }),
+      }));
+      const [namespace, name] = key.split('/') as [string, string];
+      this.write(`route-status/${key}`, withoutTimes(ours), () =>
+        this.custom.patchNamespacedCustomObjectStatus({ ...GW, plural: 'httproutes', namespace, name, body: { status: { parents: [...others, ...stamped] } } }, merge),
+      );
+    }
+    for (const [key, p] of cache.policies) {
+      const ap = p as AuthorizationPolicy & { status?: { conditions?: { type: string }[] } };
+      const claimed = policies.filter((c) => c.policy === key).flatMap((c) => c.bindings);
+      const cond = authorizationPolicyStatus(ap, claimed, { services, rootNamespace: this.opts.ctx.rootNamespace });
+      if (!cond) continue;
+      const others = (ap.status?.conditions ?? []).filter((c) => c.type !== cond.type);
+      const [namespace, name] = key.split('/') as [string, string];
+      this.write(`policy-status/${key}`, JSON.stringify(cond), () =>
+        this.custom.patchNamespacedCustomObjectStatus(
+          { group: 'security.istio.io', version: 'v1', plural: 'authorizationpolicies', namespace, name, body: { status: { conditions: [...others, { ...cond, lastTransitionTime: new Date().toISOString() }] } } },
+          merge,
+        ),
+      );
+    }
   }
 
   serviceBindingChanged(key: string, binding: Binding | undefined): void {
@@ -100,7 +163,7 @@ export class WaypointController implements WaypointListener {
     void this.provision(g).catch((err) => this.opts.log.warn({ gateway: key, err: String(err) }, 'waypoint provisioning failed'));
     if (!w) return;
     const status = gatewayStatus(g, w, new Date().toISOString());
-    const comparable = JSON.stringify({ ...status, conditions: status.conditions.map(({ lastTransitionTime: _t, ...c }) => c) });
+    const comparable = withoutTimes(status);
     this.write(`gw-status/${key}`, comparable, () =>
       this.custom.patchNamespacedCustomObjectStatus({ ...GW, plural: 'gateways', namespace, name, body: { status } }, merge),
     );
@@ -113,7 +176,7 @@ export class WaypointController implements WaypointListener {
       const cm = await this.core.readNamespacedConfigMap({ namespace: g.metadata!.namespace!, name: ref.name });
       parameters = cm.data;
     }
-    const objects = renderWaypoint(g, { image: this.opts.image, domainSuffix: this.opts.domainSuffix, bootstrap: this.opts.bootstrapFor(g), parameters });
+    const objects = renderWaypoint(g, { image: this.opts.image, domainSuffix: this.opts.ctx.domainSuffix, bootstrap: this.opts.bootstrap, parameters });
     for (const o of objects) this.apply(o);
   }
 
@@ -166,3 +229,6 @@ export class WaypointController implements WaypointListener {
     this.chains.set(key, next);
   }
 }
+
+/** What a status says, without when: rewriting only a transition time is not a change. */
+const withoutTimes = (status: unknown): string => JSON.stringify(status, (k, v: unknown) => (k === 'lastTransitionTime' ? undefined : v));

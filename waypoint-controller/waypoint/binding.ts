@@ -5,7 +5,7 @@
 // traffic as it was (no waypoint in xDS) and says why.
 import type { V1Namespace, V1ObjectMeta, V1Pod, V1Service } from '@kubernetes/client-node';
 import type { GatewayAddress, MessageInit } from '../../protos/index.js';
-import { allowsNamespace, GATEWAY_NAME_LABEL, HBONE_PORT, isProgrammed, MANAGED_LABEL, type Waypoint } from './gateway.js';
+import { allowsNamespace, GATEWAY_NAME_LABEL, HBONE_PORT, hasAddresses, MANAGED_LABEL, type Waypoint } from './gateway.js';
 
 export const USE_WAYPOINT = 'istio.io/use-waypoint';
 export const USE_WAYPOINT_NAMESPACE = 'istio.io/use-waypoint-namespace';
@@ -51,7 +51,7 @@ function resolve(
     return fail('UnsupportedTrafficType', `waypoint ${ref} accepts ${w.trafficType} traffic, not ${kind} traffic`);
   }
   if (!allowsNamespace(w, fromNamespace, ns)) return fail('AttachmentDenied', `waypoint ${ref} does not allow bindings from namespace ${fromNamespace}`);
-  if (!isProgrammed(w)) return fail('NotReady', `waypoint ${ref} is not ready (no address or no ready pod)`);
+  if (!hasAddresses(w)) return fail('NotReady', `waypoint ${ref} is not ready (no address or no ready pod yet)`);
   return { kind: 'bound', waypoint: w, inherited: req.inherited };
 }
 

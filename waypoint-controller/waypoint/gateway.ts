@@ -57,14 +57,22 @@ export interface Waypoint {
   clusterIps: string[];
   /** IPs of the ready pods behind the Service: Programmed needs at least one (ready on 15008). */
   readyEndpoints: string[];
+  /** The Gateway's status already reports addresses: once ready, they stay (as istiod's), so bindings stay too. */
+  addressesReported: boolean;
   /** Listeners other than the one HBONE listener on 15008: reported as unsupported. */
   unexpectedListeners: string[];
 }
 
 export const isWaypointGateway = (g: Gateway): boolean => g.spec?.gatewayClassName === WAYPOINT_CLASS;
 
-/** Programmed: the Service has a cluster IP and a ready endpoint. Until then nothing binds (as istiod: no addresses). */
+/** Programmed: the Service has a cluster IP and a ready endpoint. */
 export const isProgrammed = (w: Waypoint): boolean => w.clusterIps.length > 0 && w.readyEndpoints.length > 0;
+
+/**
+ * Bindings take once the waypoint has addresses: first when it is programmed, and from then on even while no pod is
+ * ready, so that a waypoint that goes down is not bypassed (ztunnel then refuses the traffic: fail closed).
+ */
+export const hasAddresses = (w: Waypoint): boolean => w.clusterIps.length > 0 && (w.readyEndpoints.length > 0 || w.addressesReported);
 
 function trafficTypeOf(value: string | undefined): TrafficType | undefined {
   return value === 'service' || value === 'workload' || value === 'all' || value === 'none' ? value : undefined;
@@ -101,6 +109,7 @@ export function toWaypoint(
     allowed: mesh?.allowedRoutes?.namespaces,
     clusterIps,
     readyEndpoints: readyEndpoints.sort(),
+    addressesReported: (g.status?.addresses?.length ?? 0) > 0,
     unexpectedListeners: listeners.filter((l) => !isMeshListener(l)).map((l) => l.name),
   };
 }

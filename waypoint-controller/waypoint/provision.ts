@@ -5,6 +5,7 @@
 // ConfigMap overlays them (keys `deployment`, `service`, `serviceAccount`: YAML merged into the object).
 import type { KubernetesObject, V1ConfigMap, V1Deployment, V1Service, V1ServiceAccount } from '@kubernetes/client-node';
 import { parse } from 'yaml';
+import { waypointEnvoyArgs } from './envoy/bootstrap.js';
 import {
   GATEWAY_CLASS_LABEL, GATEWAY_NAME_LABEL, HBONE_PORT, MANAGED_LABEL, MANAGED_VALUE, STATUS_PORT, WAYPOINT_CLASS, type Gateway,
 } from './gateway.js';
@@ -12,8 +13,8 @@ import {
 export const DEFAULT_ENVOY_IMAGE = 'docker.io/envoyproxy/envoy:v1.40.0';
 export const PROMETHEUS_PORT = 15090;
 /** Where the pod finds what the bootstrap names (mount paths). */
-export const BOOTSTRAP_DIR = '/etc/ambit/bootstrap';
-export const BOOTSTRAP_FILE = 'envoy.yaml';
+export const BOOTSTRAP_DIR = '/var/run/ambit/bootstrap';
+export const BOOTSTRAP_FILE = 'envoy.json';
 export const ROOT_CERT_DIR = '/var/run/secrets/istio';
 export const TOKEN_DIR = '/var/run/secrets/tokens';
 export const ROOT_CONFIGMAP = 'istio-ca-root-cert';
@@ -87,14 +88,7 @@ export function renderWaypoint(g: Gateway, opts: ProvisionOptions): KubernetesOb
               name: 'istio-proxy',
               image: opts.image ?? DEFAULT_ENVOY_IMAGE,
               command: ['envoy'],
-              // The node id carries the pod (Kubernetes expands $(VAR) from env): the controller knows which waypoint
-              // a connection is from its authenticated token, and the pod from the id.
-              args: [
-                '-c', `${BOOTSTRAP_DIR}/${BOOTSTRAP_FILE}`,
-                '--service-node', `waypoint~$(INSTANCE_IP)~$(POD_NAME).$(POD_NAMESPACE)~$(POD_NAMESPACE).svc.${opts.domainSuffix}`,
-                '--service-cluster', `${name}.$(POD_NAMESPACE)`,
-                '--drain-time-s', '20',
-              ],
+              args: waypointEnvoyArgs({ configPath: `${BOOTSTRAP_DIR}/${BOOTSTRAP_FILE}`, gateway: name, clusterDomain: opts.domainSuffix }),
               env: [
                 { name: 'POD_NAME', ...envFrom('metadata.name') },
                 { name: 'POD_NAMESPACE', ...envFrom('metadata.namespace') },

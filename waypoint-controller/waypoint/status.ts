@@ -3,7 +3,7 @@
 // endpoint on 15008; addresses = the ClusterIP(s), then the hostname; per listener conditions, an unexpected
 // listener Accepted=False/UnsupportedProtocol.
 import type { V1Condition } from '@kubernetes/client-node';
-import { HBONE_PORT, isProgrammed, MESH_CONTROLLER, type Gateway, type Waypoint } from './gateway.js';
+import { HBONE_PORT, hasAddresses, isProgrammed, MESH_CONTROLLER, type Gateway, type Waypoint } from './gateway.js';
 
 type Cond = Omit<V1Condition, 'lastTransitionTime'> & { lastTransitionTime?: Date | string };
 
@@ -43,8 +43,8 @@ export function gatewayStatus(g: Gateway, w: Waypoint, now: string): GatewayStat
       : ['AddressNotAssigned', `no ready instances found for ${service}`];
   const prevListeners = (g.status?.listeners ?? []) as GatewayStatus['listeners'];
   return {
-    // istiod: not reported until ready; the hostname form after the IPs.
-    addresses: programmed ? [...w.clusterIps.map((value) => ({ type: 'IPAddress' as const, value })), { type: 'Hostname', value: w.hostname }] : [],
+    // istiod: not reported until ready, then never removed; the hostname form after the IPs.
+    addresses: hasAddresses(w) ? [...w.clusterIps.map((value) => ({ type: 'IPAddress' as const, value })), { type: 'Hostname', value: w.hostname }] : [],
     conditions: [
       listenersOk
         ? cond('Accepted', true, 'Accepted', 'Resource accepted')

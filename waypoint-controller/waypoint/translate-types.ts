@@ -81,6 +81,8 @@ export interface HTTPRouteRuleSpec {
 export interface HTTPRoute {
   metadata?: ObjectMeta;
   spec?: { parentRefs?: ParentRef[]; hostnames?: string[]; rules?: HTTPRouteRuleSpec[] };
+  /** Read only to keep other controllers' parents and transition times. */
+  status?: { parents?: (Partial<RouteParentStatus> & { conditions?: (Condition & { lastTransitionTime?: string })[] })[] };
 }
 
 export interface ReferenceGrant {

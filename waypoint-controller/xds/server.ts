@@ -34,9 +34,10 @@ export interface XdsServerOptions {
   grpcOptions?: grpc.ServerOptions;
   /**
    * Decide whether a stream may be served (e.g. a bearer token checked through TokenReview on the TLS port).
-   * Resolves to undefined to accept, or to the reason for refusing it with UNAUTHENTICATED.
+   * Resolves to undefined to accept, to `{ principal }` to accept as that authenticated caller (passed to
+   * `waypoints.waypointOf`), or to the reason for refusing it with UNAUTHENTICATED.
    */
-  authenticate?: (caller: { metadata: grpc.Metadata; localPort: number | undefined }) => Promise<string | undefined>;
+  authenticate?: (caller: { metadata: grpc.Metadata; localPort: number | undefined }) => Promise<string | { principal: unknown } | undefined>;
   /**
    * Serve waypoint Envoys (node id type `waypoint`) from per-waypoint stores with Envoy's types. Without it a
    * waypoint node is served like any other client (and its Envoy types are ignored).
@@ -201,9 +202,9 @@ export class XdsServer {
   }
 
   /** The view of a client whose node is known: its waypoint's store for a waypoint node, else the main one. */
-  private route(node: ClientNode): ConnectionView | string | undefined {
+  private route(node: ClientNode, principal: unknown): ConnectionView | string | undefined {
     if (!this.waypoints || node.proxyType !== 'waypoint') return undefined;
-    const wp = this.waypoints.waypointOf(node);
+    const wp = this.waypoints.waypointOf(node, principal);
     if (!wp) return `no waypoint known for node ${node.id}`;
     return { scope: wp, store: this.waypoints.stores.get(wp), typeUrls: this.waypointTypeUrls };
   }
@@ -233,8 +234,8 @@ export class XdsServer {
     call.pause(); // requests wait (buffered) until the caller is known
     authenticate({ metadata: call.metadata, localPort: localPortOf(call) }).then(
       (refusal) => {
-        if (refusal === undefined) {
-          this.serve(call);
+        if (typeof refusal !== 'string') {
+          this.serve(call, refusal?.principal);
           call.resume();
           return;
         }
@@ -246,7 +247,7 @@ export class XdsServer {
     );
   }
 
-  private serve(call: DeltaStream): void {
+  private serve(call: DeltaStream, principal?: unknown): void {
     if (this.closed) {
       call.destroy(new Error('server closing'));
       return;
@@ -258,7 +259,7 @@ export class XdsServer {
       metrics: this.metrics,
       log: this.log,
       typeUrls: this.typeUrls,
-      route: (node) => this.route(node),
+      route: (node) => this.route(node, principal),
       nonce: () => `${this.noncePrefix}-${(++this.nonceCounter).toString(36)}`,
     });
     this.connections.set(id, conn);

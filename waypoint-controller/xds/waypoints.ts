@@ -66,10 +66,11 @@ export class WaypointStores {
 export interface WaypointServing {
   stores: WaypointStores;
   /**
-   * `<ns>/<gateway>` of the waypoint a client (node type `waypoint`) belongs to; undefined refuses the stream (the
-   * Envoy retries with backoff, e.g. until the controller has seen its pod).
+   * `<ns>/<gateway>` of the waypoint a client (node type `waypoint`) belongs to, given what its stream authenticated
+   * as (`principal` from XdsServerOptions.authenticate; undefined when unauthenticated); undefined refuses the
+   * stream (the Envoy retries with backoff, e.g. until the controller has seen its pod).
    */
-  waypointOf(node: ClientNode): string | undefined;
+  waypointOf(node: ClientNode, principal: unknown): string | undefined;
   /** Default: Listener, Cluster, ClusterLoadAssignment, RouteConfiguration, Secret. */
   typeUrls?: readonly string[];
 }
