@@ -67,11 +67,11 @@ export class LabKubelet {
     tick();
   }
 
-  /** The lab pod (netns) a running pod of the Deployment has, in start order. */
-  podsOf(namespace: string, deployment: string): { name: string; slot: ClusterPod; ready: boolean; logPath: string }[] {
+  /** The running pods of a Deployment, in start order: the lab pod (netns) each has, and its container's process. */
+  podsOf(namespace: string, deployment: string): { name: string; slot: ClusterPod; ready: boolean; logPath: string; pid?: number }[] {
     return [...this.pods.values()]
       .filter((p) => p.deployment === `${namespace}/${deployment}` && !p.stopped)
-      .map((p) => ({ name: p.name, slot: p.slot, ready: p.ready, logPath: join(p.dir, 'container.log') }));
+      .map((p) => ({ name: p.name, slot: p.slot, ready: p.ready, logPath: join(p.dir, 'container.log'), pid: p.child?.pid }));
   }
 
   async stop(): Promise<void> {
@@ -153,7 +153,7 @@ export class LabKubelet {
     command[0] = bin();
     const args = (c.args ?? []).map((a) => a.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (all, k: string) => env[k] ?? all));
     // ip netns exec gives the process a mount namespace of its own (slave to the host's): a tmpfs on /run there
-    // hides the host's, and the volumes are bound into it.
+    // hides the host's, and the volumes are bound into it. Each step execs the next, so the pid is the container's.
     const script = ['mount -t tmpfs -o mode=755 none /run', ...mounts, `exec setpriv --reuid ${uid} --regid ${gid} --clear-groups -- "$@"`].join(' && ');
     const out = openSync(join(p.dir, 'container.log'), 'a');
     p.child = spawn('ip', ['netns', 'exec', p.slot.ns.name, 'sh', '-c', script, 'sh', ...command, ...args], {
