@@ -6,8 +6,9 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { start as startApiServer, type ApiServer } from './apiserver/index.js';
 import { Controller } from './controller/controller.js';
+import { DEFAULT_ENVOY_IMAGE } from './waypoint/provision.js';
 
-const HELP = `ambit waypoint-controller: the control plane (workload xDS for ztunnels).
+const HELP = `ambit waypoint-controller: the control plane (workload xDS and the CA for ztunnels, Envoy waypoints).
 
 Usage: node dist/waypoint-controller/main.js [options]
 
@@ -18,13 +19,15 @@ Usage: node dist/waypoint-controller/main.js [options]
   --tls-address H:P     delta xDS and the CA over TLS, callers authenticated by token (default 0.0.0.0:15012)
   --xds-address H:P     also plaintext xDS without authentication, for debugging (Istio's 15010; default off)
   --monitoring-address H:P  /metrics, /debug/connections, /ready (default 0.0.0.0:15014)
+  --waypoint-image IMAGE    Envoy image of waypoint Deployments (default ${DEFAULT_ENVOY_IMAGE})
+  --waypoint-xds-address H:P  where waypoint Envoys reach us (default istiod.istio-system.svc:15012)
   -h, --help
 
 Environment: CLUSTER_ID (default Kubernetes), TRUST_DOMAIN (cluster.local), NETWORK (""),
   ISTIO_ROOT_NAMESPACE / POD_NAMESPACE (root namespace for mesh-wide policies, default istio-system),
   DOMAIN_SUFFIX (cluster.local), LOG_LEVEL (info).
 The CA keeps its root in the Secret ambit-ca in the controller's namespace (created on first start; a Secret
-cacerts there plugs in an intermediate). Not built yet: waypoint provisioning.
+cacerts there plugs in an intermediate). Every Gateway of class istio-waypoint gets a waypoint (README: Waypoints).
 `;
 
 const { values } = parseArgs({
@@ -36,6 +39,8 @@ const { values } = parseArgs({
     'tls-address': { type: 'string', default: '0.0.0.0:15012' },
     'xds-address': { type: 'string' },
     'monitoring-address': { type: 'string', default: '0.0.0.0:15014' },
+    'waypoint-image': { type: 'string' },
+    'waypoint-xds-address': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
   strict: true,
@@ -73,6 +78,8 @@ try {
     network: env.NETWORK ?? '',
     domainSuffix: env.DOMAIN_SUFFIX || 'cluster.local',
     rootNamespace: env.ISTIO_ROOT_NAMESPACE || env.POD_NAMESPACE || 'istio-system',
+    waypointImage: values['waypoint-image'],
+    waypointXdsAddress: values['waypoint-xds-address'],
     log,
   });
   await controller.start();
