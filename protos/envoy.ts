@@ -7,17 +7,9 @@
 // same object can be encoded for xDS, dropped into a static bootstrap for `envoy --mode validate`, and compared
 // with /config_dump. The encoder is strict (unknown field, bad enum, wrong shape -> EnvoyJsonError with the path),
 // which catches translator typos before Envoy does.
-import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
 import protobuf from 'protobufjs';
+import { loadEnvoyProtos } from './envoy-protos.js';
 
-const require = createRequire(import.meta.url);
-const XDS_DEPS = join(dirname(require.resolve('@grpc/grpc-js-xds/package.json')), 'deps');
-const INCLUDES = [
-  ...['envoy-api', 'googleapis', 'protoc-gen-validate', 'xds'].map((d) => join(XDS_DEPS, d)),
-  dirname(require.resolve('protobufjs/package.json')), // google/protobuf/*.proto
-];
 
 /** The files whose messages (and their imports) we encode. Extensions used only as empty configs need none. */
 const ENVOY_PROTO_FILES = [
@@ -47,23 +39,9 @@ const ENVOY_PROTO_FILES = [
   'google/protobuf/wrappers.proto',
 ];
 
-function loadEnvoyRoot(): protobuf.Root {
-  const root = new protobuf.Root();
-  root.resolvePath = (origin, target) => {
-    if (existsSync(target)) return target;
-    for (const dir of INCLUDES) {
-      const candidate = join(dir, target);
-      if (existsSync(candidate)) return candidate;
-    }
-    return protobuf.util.path.resolve(origin, target);
-  };
-  // keepCase: field names stay snake_case, as in Envoy's JSON.
-  root.loadSync(ENVOY_PROTO_FILES, { keepCase: true });
-  root.resolveAll();
-  return root;
-}
 
-export const envoyRoot: protobuf.Root = loadEnvoyRoot();
+/** keepCase: field names stay snake_case, as in Envoy's JSON. */
+export const envoyRoot: protobuf.Root = loadEnvoyProtos(ENVOY_PROTO_FILES, true);
 
 const TYPE_PREFIX = 'type.googleapis.com/';
 export const LISTENER_TYPE_URL = `${TYPE_PREFIX}envoy.config.listener.v3.Listener`;

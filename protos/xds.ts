@@ -1,35 +1,12 @@
 // Envoy's delta xDS messages (envoy.service.discovery.v3), loaded from the .proto files that @grpc/grpc-js-xds ships,
 // with typed codecs and the grpc-js definition of AggregatedDiscoveryService.DeltaAggregatedResources.
-import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import protobuf from 'protobufjs';
+import type protobuf from 'protobufjs';
+import { loadEnvoyProtos } from './envoy-protos.js';
 import { makeCodec } from './codec.js';
 import type { Struct } from './types.js';
 
-const require = createRequire(import.meta.url);
-const XDS_DEPS = join(dirname(require.resolve('@grpc/grpc-js-xds/package.json')), 'deps');
-const INCLUDES = [
-  ...['envoy-api', 'googleapis', 'protoc-gen-validate', 'xds'].map((d) => join(XDS_DEPS, d)),
-  dirname(require.resolve('protobufjs/package.json')), // google/protobuf/*.proto
-];
 
-function loadXdsRoot(): protobuf.Root {
-  const root = new protobuf.Root();
-  root.resolvePath = (origin, target) => {
-    if (existsSync(target)) return target;
-    for (const dir of INCLUDES) {
-      const candidate = join(dir, target);
-      if (existsSync(candidate)) return candidate;
-    }
-    return protobuf.util.path.resolve(origin, target);
-  };
-  root.loadSync('envoy/service/discovery/v3/ads.proto', { keepCase: false });
-  root.resolveAll();
-  return root;
-}
-
-export const xdsRoot: protobuf.Root = loadXdsRoot();
+export const xdsRoot: protobuf.Root = loadEnvoyProtos('envoy/service/discovery/v3/ads.proto', false);
 
 export interface XdsNode {
   id: string;

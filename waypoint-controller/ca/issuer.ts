@@ -94,14 +94,7 @@ export class CertIssuer {
     if (uriSans.length !== 1 || uriSans[0] !== identity) {
       throw new CsrError(`csr URI SANs ${JSON.stringify(uriSans)} do not equal the identity being issued ${identity}`);
     }
-    const leaf = await this.sign(csr.publicKey, identity, requestedTtlSeconds);
-    return {
-      certChain: [leaf.toString('pem').trim() + '\n', ...this.ca.chainPem],
-      identity,
-      serial: leaf.serialNumber,
-      notBefore: leaf.notBefore,
-      notAfter: leaf.notAfter,
-    };
+    return this.issued(await this.sign(csr.publicKey, identity, requestedTtlSeconds), identity);
   }
 
   /**
@@ -113,13 +106,16 @@ export class CertIssuer {
     parseIdentity(identity);
     const keys = await webcrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify']);
     const leaf = await this.sign(keys.publicKey, identity, requestedTtlSeconds);
+    return { ...this.issued(leaf, identity), privateKeyPem: await exportKeyPem(keys.privateKey) };
+  }
+
+  private issued(leaf: x509.X509Certificate, identity: string): IssuedCertificate {
     return {
       certChain: [leaf.toString('pem').trim() + '\n', ...this.ca.chainPem],
       identity,
       serial: leaf.serialNumber,
       notBefore: leaf.notBefore,
       notAfter: leaf.notAfter,
-      privateKeyPem: await exportKeyPem(keys.privateKey),
     };
   }
 
