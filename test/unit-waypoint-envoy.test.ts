@@ -15,16 +15,22 @@ import {
   type EnvoyResources,
 } from '../waypoint-controller/waypoint/envoy/index.js';
 import { rulePolicy, rbacRules } from '../waypoint-controller/waypoint/envoy/rbac.js';
+import { unsniffedPorts } from '../waypoint-controller/waypoint/envoy/main-internal.js';
 import { httpRoutes } from '../waypoint-controller/waypoint/envoy/routes.js';
 import { ResourceStore, storeEnvoyResources, WaypointStores, ENVOY_TYPE_URLS } from '../waypoint-controller/xds/index.js';
 import { LocalCa } from '../ztunnel/identity/local-ca.js';
 import { parseIdentity } from '../ztunnel/identity/spiffe.js';
-import { REVIEWS_ID, REVIEWS_V2_ID, smallModel, TD, WEB } from './fixtures/waypoint-envoy/model.js';
+import { LEGACY_ID, RATINGS_ID, REVIEWS_ID, REVIEWS_V2_ID, smallModel, sniffedModel, TD, WEB } from './fixtures/waypoint-envoy/model.js';
 import { envoyAvailable, staticValidationConfig, validateEnvoyConfig } from './lab/envoy.js';
 
 const HTTP = 'inbound-vip|9080|http|reviews.shop.svc.cluster.local';
 const TCP = 'inbound-vip|9090|tcp|reviews.shop.svc.cluster.local';
 const V2 = 'inbound-vip|9080|http|reviews-v2.shop.svc.cluster.local';
+const R_HTTP = 'inbound-vip|80|http|ratings.shop.svc.cluster.local';
+const R_TCP = 'inbound-vip|80|tcp|ratings.shop.svc.cluster.local';
+const R_9090 = 'inbound-vip|9090|tcp|ratings.shop.svc.cluster.local';
+const NI = 'type.googleapis.com/envoy.extensions.matching.common_inputs.network.v3.';
+const action = (name: string) => ({ action: { name: 'chain', typed_config: { '@type': 'type.googleapis.com/google.protobuf.StringValue', value: name } } });
 
 type O = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 const byName = (list: JsonObject[], name: string): O => {
@@ -97,6 +103,82 @@ test('main_internal: original_dst, then destination IP -> port -> chain', (t) =>
     { 9080: HTTP, 9090: TCP },
   );
   t.deepEqual(l.filter_chains.map((c: O) => c.name), [HTTP, TCP]);
+  t.deepEqual(l.listener_filters.map((f: O) => f.name), ['envoy.filters.listener.original_dst'], 'every port declared: nothing to sniff');
+  t.is(l.listener_filters_timeout, undefined);
+});
+
+test('unknown protocol: a TCP and an HTTP chain, picked by the sniffed application protocol after IP and port; http_inspector skips declared ports and times out to TCP', (t) => {
+  const res = waypointEnvoyResources(sniffedModel(), { protocolDetectionTimeoutMs: 1500 });
+  const l = byName(res.listeners, 'main_internal');
+  t.deepEqual(l.filter_chains.map((c: O) => c.name), [R_TCP, R_HTTP, R_9090, HTTP, TCP]);
+  const ports = l.filter_chain_matcher.matcher_tree.exact_match_map.map['10.96.0.60'].matcher.matcher_tree.exact_match_map.map;
+  t.deepEqual(ports['9090'], action(R_9090), 'a declared TCP port goes straight to its chain');
+  t.deepEqual(ports['80'], {
+    matcher: {
+      matcher_tree: {
+        input: { name: 'application-protocol', typed_config: { '@type': `${NI}ApplicationProtocolInput` } },
+        exact_match_map: { map: { "'http/1.1'": action(R_HTTP), "'h2c'": action(R_HTTP) } },
+      },
+      on_no_match: action(R_TCP),
+    },
+  });
+  t.deepEqual(l.listener_filters, [
+    { name: 'envoy.filters.listener.original_dst', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst' } },
+    {
+      name: 'envoy.filters.listener.http_inspector',
+      typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector' },
+      filter_disabled: { or_match: { rules: [{ destination_port_range: { start: 9080, end: 9081 } }, { destination_port_range: { start: 9090, end: 9091 } }] } },
+    },
+  ]);
+  t.is(l.listener_filters_timeout, '1.500s');
+  t.true(l.continue_on_listener_filters_timeout, 'a server-first protocol falls through to the TCP chain instead of being closed');
+  t.is(byName(waypointEnvoyResources(sniffedModel()).listeners, 'main_internal').listener_filters_timeout, '5.000s', 'default');
+
+  // The HTTP chain has the port's routes and the HTTP RBAC; the TCP chain the network RBAC, where the L7-only DENY
+  // matches everything (fail closed, as on any TCP port).
+  const http = hcmOf(chain(res, R_HTTP));
+  t.deepEqual(http.route_config.virtual_hosts[0].routes.map((r: O) => [r.name, r.route.cluster]), [['shop/ratings/0', V2]]);
+  t.deepEqual(http.http_filters.map((f: O) => f.name), ['envoy.filters.http.rbac.deny', 'envoy.filters.http.router']);
+  const tcp = chain(res, R_TCP);
+  t.deepEqual(tcp.filters.map((f: O) => f.name), ['envoy.filters.network.rbac.deny', 'envoy.filters.network.tcp_proxy']);
+  t.deepEqual(tcp.filters[0].typed_config.rules.policies['shop/no-delete[0]'], { permissions: [{ any: true }], principals: [{ any: true }] });
+  t.is(tcp.filters[1].typed_config.cluster, R_TCP);
+
+  // Both have a cluster: the HTTP one with downstream-protocol options, the TCP one without; the same endpoints.
+  t.truthy(byName(res.clusters, R_HTTP).typed_extension_protocol_options);
+  t.is(byName(res.clusters, R_TCP).typed_extension_protocol_options, undefined);
+  t.deepEqual(byName(res.endpoints, R_TCP).endpoints, byName(res.endpoints, R_HTTP).endpoints);
+});
+
+test('http_inspector skips a port only where every service declares it', (t) => {
+  const m = sniffedModel();
+  t.deepEqual(unsniffedPorts(m.services), [9080, 9090]);
+  // reviews' 9080 is HTTP, but a service with 9080 undeclared makes the inspector run there too (it sees no VIP).
+  m.services[0]!.ports.push({ port: 9080, targetPort: 9080, protocol: 'unknown', routes: [] });
+  t.deepEqual(unsniffedPorts(m.services), [9090]);
+  const l = byName(waypointEnvoyResources(m).listeners, 'main_internal');
+  t.deepEqual(l.listener_filters[1].filter_disabled, { destination_port_range: { start: 9090, end: 9091 } });
+  m.services[0]!.ports = m.services[0]!.ports.filter((p) => p.protocol === 'unknown');
+  m.services.pop();
+  t.deepEqual(unsniffedPorts(m.services), []);
+  t.is(byName(waypointEnvoyResources(m).listeners, 'main_internal').listener_filters[1].filter_disabled, undefined, 'all sniffed: never disabled');
+  t.is(unsniffedPorts(smallModel().services), undefined);
+});
+
+test('endpoints outside the mesh: a plain podIP:targetPort socket address (plaintext), no connect_originate for their identity', (t) => {
+  const res = waypointEnvoyResources(sniffedModel());
+  t.deepEqual(byName(res.endpoints, R_HTTP).endpoints[0].lb_endpoints, [
+    {
+      endpoint: { address: { envoy_internal_address: { server_listener_name: `connect_originate|${RATINGS_ID}`, endpoint_id: '10.1.0.8:8080' } } },
+      metadata: { filter_metadata: { 'envoy.filters.listener.original_dst': { local: '10.1.0.8:8080' } } },
+    },
+    { endpoint: { address: { socket_address: { address: '10.2.0.9', port_value: 8081 } } } },
+  ]);
+  t.deepEqual(byName(res.endpoints, R_9090).endpoints[0].lb_endpoints[1], { endpoint: { address: { socket_address: { address: '10.2.0.9', port_value: 9090 } } } });
+  const names = res.listeners.map((l) => l.name as string);
+  t.true(names.includes(`connect_originate|${RATINGS_ID}`));
+  t.false(names.some((n) => n.includes(LEGACY_ID)), 'the plaintext identity needs no HBONE listener or cluster');
+  t.false(res.clusters.some((c) => (c.name as string).includes(LEGACY_ID)));
 });
 
 test('HTTP chain: DENY then ALLOW RBAC on the peer identity in filter state, then the router; routes in precedence order', (t) => {
@@ -276,13 +358,14 @@ test('upstream: EDS clusters over ADS through internal_upstream; endpoints are c
   const ol = byName(res.listeners, `connect_originate|${REVIEWS_V2_ID}`);
   t.deepEqual(ol.filter_chains[0].filters[0].typed_config.tunneling_config, { hostname: '%DOWNSTREAM_LOCAL_ADDRESS%' });
   t.is(ol.filter_chains[0].filters[0].typed_config.cluster, `connect_originate|${REVIEWS_V2_ID}`);
-  const v6 = waypointEnvoyResources({ ...smallModel(), backends: [{ ...smallModel().backends[0]!, endpoints: [{ ip: 'fd00::7', ports: { 9080: 9080 }, identity: REVIEWS_V2_ID, healthy: true }] }] });
+  const v6 = waypointEnvoyResources({ ...smallModel(), backends: [{ ...smallModel().backends[0]!, endpoints: [{ ip: 'fd00::7', ports: { 9080: 9080 }, identity: REVIEWS_V2_ID, healthy: true, hbone: true }] }] });
   t.is(byName(v6.endpoints, V2).endpoints[0].lb_endpoints[0].endpoint.address.envoy_internal_address.endpoint_id, '[fd00::7]:9080');
 });
 
 test('proto3 JSON encoder: every resource encodes; typos and wrong shapes are errors with a path', (t) => {
   const res = waypointEnvoyResources(smallModel());
-  for (const r of [...res.listeners, ...res.clusters, ...res.endpoints]) t.true(encodeEnvoyResource(r).body.length > 0);
+  const sniffed = waypointEnvoyResources(sniffedModel());
+  for (const r of [res, sniffed].flatMap((x) => [...x.listeners, ...x.clusters, ...x.endpoints])) t.true(encodeEnvoyResource(r).body.length > 0);
   const cl = decodeEnvoy('envoy.config.cluster.v3.Cluster', encodeEnvoyResource(byName(res.clusters, HTTP)).body);
   t.deepEqual(cl.connect_timeout, { seconds: 10 });
   const e1 = t.throws(() => encodeEnvoyResource({ '@type': 'type.googleapis.com/envoy.config.cluster.v3.Cluster', name: 'x', conect_timeout: '1s' }), { instanceOf: EnvoyJsonError });
@@ -341,7 +424,7 @@ test('bootstrap: delta ADS over Google gRPC with TLS to the mesh root, the token
   t.is(args[args.indexOf('--service-node') + 1], 'waypoint~$(INSTANCE_IP)~$(POD_NAME).$(POD_NAMESPACE)~$(POD_NAMESPACE).svc.cluster.local');
 });
 
-test('envoy --mode validate accepts the bootstrap with all resources of the small model (and of an empty one)', async (t) => {
+test('envoy --mode validate accepts the bootstrap with all resources of the small model (of the sniffed one, of an empty one)', async (t) => {
   if (!envoyAvailable()) return t.pass('no Envoy binary; skipped');
   const dir = mkdtempSync(join(tmpdir(), 'ambit-wp-validate-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -356,7 +439,7 @@ test('envoy --mode validate accepts the bootstrap with all resources of the smal
   const args = ['--service-node', '--service-cluster', '--config-yaml']
     .flatMap((flag) => [flag, all[all.indexOf(flag) + 1]!])
     .map((a) => a.replace('$(INSTANCE_IP)', '10.0.0.9').replaceAll('$(POD_NAME)', 'waypoint-x').replaceAll('$(POD_NAMESPACE)', 'shop'));
-  for (const model of [smallModel(), empty]) {
+  for (const model of [smallModel(), sniffedModel(), empty]) {
     const v = validateEnvoyConfig(staticValidationConfig(bootstrap, { ...waypointEnvoyResources(model), secrets }), args);
     t.true(v.ok, v.output.slice(-2000));
   }

@@ -4,7 +4,7 @@ import type { V1Pod, V1Service } from '@kubernetes/client-node';
 import test from 'ava';
 import fc from 'fast-check';
 import type { AuthorizationPolicy } from '../waypoint-controller/translate/authorization.js';
-import type { HttpRouteRule, WaypointModel } from '../waypoint-controller/waypoint/model.js';
+import type { HttpRouteRule, PortProtocol, WaypointModel } from '../waypoint-controller/waypoint/model.js';
 import { parseGatewayDuration } from '../waypoint-controller/waypoint/translate-duration.js';
 import { buildWaypointModel, type WaypointModelInput } from '../waypoint-controller/waypoint/translate-model.js';
 import { authorizationPolicyStatus, translatePolicy } from '../waypoint-controller/waypoint/translate-policies.js';
@@ -61,24 +61,39 @@ const ctxOf = (services: V1Service[]): RouteContext => ({ services: new Map(serv
 
 // ---- services and endpoints ----
 
-test('port protocol: appProtocol first, else the name prefix, as Istio', (t) => {
-  const table: [{ name?: string; appProtocol?: string }, 'http' | 'tcp'][] = [
+test('port protocol: appProtocol first, else the name prefix, as Istio; undeclared -> unknown (sniffed)', (t) => {
+  const table: [{ name?: string; appProtocol?: string; port?: number }, PortProtocol][] = [
     [{ name: 'http' }, 'http'],
     [{ name: 'http-web' }, 'http'],
     [{ name: 'http2' }, 'http'],
+    [{ name: 'http_proxy' }, 'http'],
     [{ name: 'grpc-api' }, 'http'],
     [{ name: 'grpc-web' }, 'http'],
+    [{ name: 'grpc-web-x' }, 'http'],
     [{ name: 'h2c' }, 'http'],
     [{ name: 'HTTP' }, 'http'],
-    [{ name: 'httpx' }, 'tcp'],
     [{ name: 'https' }, 'tcp'],
     [{ name: 'tcp-http' }, 'tcp'],
-    [{}, 'tcp'],
-    [{ name: 'web', appProtocol: 'http' }, 'http'],
-    [{ name: 'web', appProtocol: 'kubernetes.io/h2c' }, 'http'],
-    [{ name: 'web', appProtocol: 'grpc' }, 'http'],
+    [{ name: 'tls-x' }, 'tcp'],
+    [{ name: 'mongo' }, 'tcp'],
+    [{ name: 'mysql' }, 'tcp'],
+    [{ name: 'redis-main' }, 'tcp'],
     [{ name: 'http', appProtocol: 'tcp' }, 'tcp'],
     [{ name: 'http', appProtocol: 'kubernetes.io/wss' }, 'tcp'],
+    [{ name: 'web', appProtocol: 'http' }, 'http'],
+    [{ name: 'web', appProtocol: 'kubernetes.io/h2c' }, 'http'],
+    [{ name: 'web', appProtocol: 'kubernetes.io/ws' }, 'http'],
+    [{ name: 'web', appProtocol: 'grpc' }, 'http'],
+    // Undeclared: no name, a name without a known prefix, an appProtocol Istio does not know (it replaces the name).
+    [{}, 'unknown'],
+    [{ name: 'web' }, 'unknown'],
+    [{ name: 'httpx' }, 'unknown'],
+    [{ name: 'http', appProtocol: 'example.com/custom' }, 'unknown'],
+    // Server-first well-known ports are never sniffed (SMTP, DNS, MySQL, MongoDB), unless declared otherwise.
+    [{ port: 25 }, 'tcp'],
+    [{ name: 'db', port: 3306 }, 'tcp'],
+    [{ port: 27017 }, 'tcp'],
+    [{ name: 'http', port: 3306 }, 'http'],
   ];
   for (const [p, want] of table) t.is(portProtocol({ port: 80, ...p }), want, JSON.stringify(p));
 });
@@ -90,13 +105,37 @@ test('bound services: ports, VIPs, endpoints with identity, named target ports a
   t.deepEqual(web.vips, ['10.96.0.3']);
   t.deepEqual(web.ports, [{ port: 80, targetPort: 0, protocol: 'http', routes: [] }]);
   t.deepEqual(web.endpoints, [
-    { ip: '10.1.0.1', ports: { 80: 8080 }, identity: 'cluster.local/ns/shop/sa/default', healthy: false },
-    { ip: '10.1.0.2', ports: { 80: 8080 }, identity: 'cluster.local/ns/shop/sa/web', healthy: true },
+    { ip: '10.1.0.1', ports: { 80: 8080 }, identity: 'cluster.local/ns/shop/sa/default', healthy: false, hbone: true },
+    { ip: '10.1.0.2', ports: { 80: 8080 }, identity: 'cluster.local/ns/shop/sa/web', healthy: true, hbone: true },
   ]);
   t.is(model.services[0]!.ports[0]!.protocol, 'tcp');
   t.deepEqual(model.backends, []);
   const finished = build({ pods: [pod('web', '10.1.0.5', { phase: 'Succeeded' })] }).model;
   t.deepEqual(finished.services[1]!.endpoints, []);
+});
+
+test('endpoints: HBONE only for pods in the mesh (enrolled pod or namespace, not opted out, or tunnel-labelled)', (t) => {
+  const labelled = (ip: string, labels: Record<string, string>, o: { ns?: string; hostNetwork?: boolean } = {}): V1Pod => {
+    const p = pod('web', ip, o);
+    return { ...p, metadata: { ...p.metadata, labels: { ...p.metadata!.labels, ...labels } }, spec: { ...p.spec!, ...(o.hostNetwork ? { hostNetwork: true } : {}) } };
+  };
+  const pods = [
+    labelled('10.1.0.1', {}),
+    labelled('10.1.0.2', { 'istio.io/dataplane-mode': 'none' }),
+    labelled('10.1.0.3', {}, { hostNetwork: true }),
+    labelled('10.1.0.4', { 'istio.io/dataplane-mode': 'ambient' }, { ns: 'plain' }),
+    labelled('10.1.0.5', {}, { ns: 'plain' }),
+    labelled('10.1.0.6', { 'networking.istio.io/tunnel': 'http' }, { ns: 'plain' }),
+  ];
+  const web = (ns: string) => svc('web', ns);
+  const hbone = (o: Partial<WaypointModelInput>) =>
+    build({ bound: [web('shop'), web('plain')], services: [], pods, ...o }).model.services.flatMap((s) => s.endpoints.map((e) => `${e.ip}:${e.hbone}`));
+  const namespaces = [{ metadata: { name: 'shop', labels: { 'istio.io/dataplane-mode': 'ambient' } } }, { metadata: { name: 'plain' } }];
+  t.deepEqual(hbone({ namespaces }), ['10.1.0.4:true', '10.1.0.5:false', '10.1.0.6:true', '10.1.0.1:true', '10.1.0.2:false', '10.1.0.3:false']);
+  // Without namespaces every namespace counts as ambient: only pods that opt out (or cannot be captured) are plaintext.
+  t.deepEqual(hbone({}), ['10.1.0.4:true', '10.1.0.5:true', '10.1.0.6:true', '10.1.0.1:true', '10.1.0.2:false', '10.1.0.3:false']);
+  // A namespace missing from the list given is not ambient.
+  t.deepEqual(hbone({ namespaces: [] }).filter((e) => e.endsWith('true')), ['10.1.0.4:true', '10.1.0.6:true']);
 });
 
 // ---- HTTPRoute rules ----
@@ -288,17 +327,20 @@ test('backends: not found or not permitted keep their weight as a 500 share; unb
   t.like(rulesOf(kind.model)[0], { backends: [], unresolvedBackendWeight: 1 });
 });
 
-test('parents: port and sectionName select ports; a TCP port or a missing one is not accepted', (t) => {
-  const two = svc('web', 'shop', [{ name: 'http', port: 80, targetPort: 'web' as never }, { name: 'http-admin', port: 81 }, { name: 'tcp', port: 82 }]);
+test('parents: port and sectionName select ports; unknown-protocol ports accept routes; a declared TCP port or a missing one is not accepted', (t) => {
+  const two = svc('web', 'shop', [{ name: 'http', port: 80, targetPort: 'web' as never }, { name: 'http-admin', port: 81 }, { name: 'tcp', port: 82 }, { port: 83 }]);
   const rule = [{ backendRefs: [{ name: 'web', port: 80 }] }];
   const run = (p: ParentRef) => build({ bound: [two], services: [two], httpRoutes: [route('r', rule, { parents: [p] })] });
   const all = run(parent()).model.services[0]!.ports;
-  t.deepEqual(all.map((p) => p.routes.length), [1, 1, 0]);
-  t.deepEqual(run(parent('web', { port: 81 })).model.services[0]!.ports.map((p) => p.routes.length), [0, 1, 0]);
-  t.deepEqual(run(parent('web', { sectionName: 'http' })).model.services[0]!.ports.map((p) => p.routes.length), [1, 0, 0]);
+  t.deepEqual(all.map((p) => [p.protocol, p.routes.length]), [['http', 1], ['http', 1], ['tcp', 0], ['unknown', 1]]);
+  t.deepEqual(run(parent('web', { port: 81 })).model.services[0]!.ports.map((p) => p.routes.length), [0, 1, 0, 0]);
+  t.deepEqual(run(parent('web', { sectionName: 'http' })).model.services[0]!.ports.map((p) => p.routes.length), [1, 0, 0, 0]);
+  const unnamed = run(parent('web', { port: 83 }));
+  t.like(condition(unnamed.routes[0]!.parents[0], 'Accepted'), { status: 'True' });
+  t.deepEqual(unnamed.model.services[0]!.ports.map((p) => p.routes.length), [0, 0, 0, 1]);
   const tcp = run(parent('web', { port: 82 }));
   t.like(condition(tcp.routes[0]!.parents[0], 'Accepted'), { status: 'False', reason: 'NoMatchingParent' });
-  t.regex(condition(tcp.routes[0]!.parents[0], 'Accepted')!.message, /is TCP/);
+  t.regex(condition(tcp.routes[0]!.parents[0], 'Accepted')!.message, /is declared TCP/);
   t.like(condition(run(parent('web', { port: 99 })).routes[0]!.parents[0], 'Accepted'), { status: 'False', reason: 'NoMatchingParent' });
 });
 

@@ -2,7 +2,8 @@
 // ztunnel) CONNECTs to connect_terminate with :authority VIP:port; Envoy routes it through main_internal (L7 policy,
 // routes) and connect_originate to a stand-in destination ztunnel (HBONE server presenting the pod's identity), which
 // connects to the app. Checks routing, the policies on the peer identity in filter state, 503 without endpoints,
-// a TCP port, and that connect_originate insists on the endpoint's exact identity.
+// a TCP port, that connect_originate insists on the endpoint's exact identity, undeclared ports (sniffed: HTTP gets
+// routes and policy, raw TCP and server-first protocols still pass) and an endpoint outside the mesh (plaintext).
 import test from 'ava';
 import http, { type IncomingHttpHeaders as H1Headers } from 'node:http';
 import type { ClientHttp2Session, IncomingHttpHeaders } from 'node:http2';
@@ -11,7 +12,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import type { WaypointModel } from '../waypoint-controller/waypoint/model.js';
+import type { HttpRouteRule, WaypointModel } from '../waypoint-controller/waypoint/model.js';
 import { waypointBootstrap, waypointEnvoyResources, waypointSecrets } from '../waypoint-controller/waypoint/envoy/index.js';
 import { ResourceStore, storeEnvoyResources, WaypointStores, XdsServer } from '../waypoint-controller/xds/index.js';
 import { dialHbone } from '../ztunnel/hbone/client.js';
@@ -107,6 +108,9 @@ async function viaTunnel(session: ClientHttp2Session, authority: string, raw: st
   return { tunnel, status: m ? Number(m[1]) : 0, body: data.slice(data.indexOf('\r\n\r\n') + 4), ...(reset ? { reset } : {}) };
 }
 
+/** http_inspector's wait on undeclared ports (long enough that a loaded host still sniffs HTTP in time). */
+const DETECTION_MS = 1000;
+
 const get = (path: string, extra = '', method = 'GET') => `${method} ${path} HTTP/1.1\r\nHost: reviews\r\nConnection: close\r\n${extra}\r\n`;
 
 test('HBONE through a real Envoy waypoint: routes, L7 policy on the peer identity, TCP, 503, exact destination identity', async (t) => {
@@ -122,6 +126,17 @@ test('HBONE through a real Envoy waypoint: routes, L7 policy on the peer identit
   const echo = net.createServer({ allowHalfOpen: true }, (s) => track(s).pipe(s));
   await new Promise<void>((r) => echo.listen(0, '127.0.0.1', () => r()));
   const echoPort = (echo.address() as net.AddressInfo).port;
+  // A server-first app (speaks before the client, as SMTP or MySQL), and an app outside the mesh on 127.0.0.5 (no
+  // ztunnel there: only plaintext reaches it).
+  const banner = net.createServer((s) => track(s).end('220 banner\r\n'));
+  await new Promise<void>((r) => banner.listen(0, '127.0.0.1', () => r()));
+  const bannerPort = (banner.address() as net.AddressInfo).port;
+  const legacy = await app('legacy', '127.0.0.5');
+  t.teardown(() => {
+    banner.close();
+    legacy.server.closeAllConnections();
+    legacy.server.close();
+  });
   t.teardown(() => {
     for (const sock of opened) sock.destroy();
     reviews.server.closeAllConnections();
@@ -142,6 +157,14 @@ test('HBONE through a real Envoy waypoint: routes, L7 policy on the peer identit
   ];
   t.teardown(() => zs.forEach((z) => (z.shutdown(), z.destroyAll())));
 
+  // /api with x-canary: yes -> reviews-v2 (with a header set), else the service itself.
+  const canary: HttpRouteRule = {
+    name: 'shop/canary/0',
+    matches: [{ path: { type: 'PathPrefix', value: '/api' }, headers: [{ type: 'Exact', name: 'x-canary', value: 'yes' }], queryParams: [] }],
+    filters: [{ type: 'RequestHeaderModifier', changes: { set: [{ name: 'x-via', value: 'waypoint' }], add: [], remove: [] } }],
+    backends: [{ namespace: 'shop', hostname: 'reviews-v2.shop.svc.cluster.local', port: 9080, weight: 100 }],
+  };
+  const toOwn = (name: string, port: number): HttpRouteRule => ({ name: `shop/${name}/1`, matches: [], filters: [], backends: [{ namespace: 'shop', hostname: `${name}.shop.svc.cluster.local`, port, weight: 1 }] });
   const model: WaypointModel = {
     namespace: 'shop',
     name: 'waypoint',
@@ -157,19 +180,11 @@ test('HBONE through a real Envoy waypoint: routes, L7 policy on the peer identit
             port: 9080,
             targetPort: 8080,
             protocol: 'http',
-            routes: [
-              {
-                name: 'shop/reviews/0',
-                matches: [{ path: { type: 'PathPrefix', value: '/api' }, headers: [{ type: 'Exact', name: 'x-canary', value: 'yes' }], queryParams: [] }],
-                filters: [{ type: 'RequestHeaderModifier', changes: { set: [{ name: 'x-via', value: 'waypoint' }], add: [], remove: [] } }],
-                backends: [{ namespace: 'shop', hostname: 'reviews-v2.shop.svc.cluster.local', port: 9080, weight: 100 }],
-              },
-              { name: 'shop/reviews/1', matches: [], filters: [], backends: [{ namespace: 'shop', hostname: 'reviews.shop.svc.cluster.local', port: 9080, weight: 1 }] },
-            ],
+            routes: [canary, toOwn('reviews', 9080)],
           },
           { port: 9090, targetPort: 9090, protocol: 'tcp', routes: [] },
         ],
-        endpoints: [{ ip: '127.0.0.1', ports: { 9080: reviews.port, 9090: echoPort }, identity: id('reviews'), healthy: true }],
+        endpoints: [{ ip: '127.0.0.1', ports: { 9080: reviews.port, 9090: echoPort }, identity: id('reviews'), healthy: true, hbone: true }],
       },
       {
         namespace: 'shop',
@@ -177,7 +192,7 @@ test('HBONE through a real Envoy waypoint: routes, L7 policy on the peer identit
         hostname: 'echo.shop.svc.cluster.local',
         vips: ['10.96.0.50'],
         ports: [{ port: 7, targetPort: 7, protocol: 'tcp', routes: [] }],
-        endpoints: [{ ip: '127.0.0.1', ports: { 7: echoPort }, identity: id('reviews'), healthy: true }],
+        endpoints: [{ ip: '127.0.0.1', ports: { 7: echoPort }, identity: id('reviews'), healthy: true, hbone: true }],
       },
       {
         namespace: 'shop',
@@ -185,7 +200,7 @@ test('HBONE through a real Envoy waypoint: routes, L7 policy on the peer identit
         hostname: 'empty.shop.svc.cluster.local',
         vips: ['10.96.0.30'],
         ports: [{ port: 80, targetPort: 80, protocol: 'http', routes: [] }],
-        endpoints: [{ ip: '127.0.0.1', ports: { 80: reviews.port }, identity: id('reviews'), healthy: false }],
+        endpoints: [{ ip: '127.0.0.1', ports: { 80: reviews.port }, identity: id('reviews'), healthy: false, hbone: true }],
       },
       {
         namespace: 'shop',
@@ -193,7 +208,44 @@ test('HBONE through a real Envoy waypoint: routes, L7 policy on the peer identit
         hostname: 'imposter.shop.svc.cluster.local',
         vips: ['10.96.0.40'],
         ports: [{ port: 80, targetPort: 80, protocol: 'http', routes: [] }],
-        endpoints: [{ ip: '127.0.0.4', ports: { 80: reviews.port }, identity: id('reviews-v2'), healthy: true }],
+        endpoints: [{ ip: '127.0.0.4', ports: { 80: reviews.port }, identity: id('reviews-v2'), healthy: true, hbone: true }],
+      },
+      // Undeclared port 80 (sniffed) on three services: HTTP with a route, a raw TCP echo, a server-first app.
+      {
+        namespace: 'shop',
+        name: 'ratings',
+        hostname: 'ratings.shop.svc.cluster.local',
+        vips: ['10.96.0.60'],
+        ports: [{ port: 80, targetPort: 80, protocol: 'unknown', routes: [canary, toOwn('ratings', 80)] }],
+        endpoints: [{ ip: '127.0.0.1', ports: { 80: reviews.port }, identity: id('reviews'), healthy: true, hbone: true }],
+      },
+      {
+        namespace: 'shop',
+        name: 'echo80',
+        hostname: 'echo80.shop.svc.cluster.local',
+        vips: ['10.96.0.70'],
+        ports: [{ port: 80, targetPort: 80, protocol: 'unknown', routes: [] }],
+        endpoints: [{ ip: '127.0.0.1', ports: { 80: echoPort }, identity: id('reviews'), healthy: true, hbone: true }],
+      },
+      {
+        namespace: 'shop',
+        name: 'banner',
+        hostname: 'banner.shop.svc.cluster.local',
+        vips: ['10.96.0.80'],
+        ports: [
+          { port: 80, targetPort: 80, protocol: 'unknown', routes: [] },
+          { port: 2525, targetPort: 2525, protocol: 'tcp', routes: [] },
+        ],
+        endpoints: [{ ip: '127.0.0.1', ports: { 80: bannerPort, 2525: bannerPort }, identity: id('reviews'), healthy: true, hbone: true }],
+      },
+      // An endpoint outside the mesh: the waypoint connects in plaintext, not over HBONE.
+      {
+        namespace: 'shop',
+        name: 'legacy',
+        hostname: 'legacy.shop.svc.cluster.local',
+        vips: ['10.96.0.90'],
+        ports: [{ port: 8000, targetPort: legacy.port, protocol: 'http', routes: [] }],
+        endpoints: [{ ip: '127.0.0.5', ports: { 8000: legacy.port }, identity: id('legacy'), healthy: true, hbone: false }],
       },
     ],
     backends: [
@@ -203,7 +255,7 @@ test('HBONE through a real Envoy waypoint: routes, L7 policy on the peer identit
         hostname: 'reviews-v2.shop.svc.cluster.local',
         vips: ['10.96.0.21'],
         ports: [{ port: 9080, targetPort: 9080, protocol: 'http', routes: [] }],
-        endpoints: [{ ip: '127.0.0.3', ports: { 9080: v2.port }, identity: id('reviews-v2'), healthy: true }],
+        endpoints: [{ ip: '127.0.0.3', ports: { 9080: v2.port }, identity: id('reviews-v2'), healthy: true, hbone: true }],
       },
     ],
     policies: [
@@ -219,7 +271,7 @@ test('HBONE through a real Envoy waypoint: routes, L7 policy on the peer identit
   const xdsPort = await server.listen('127.0.0.1:0');
   const hbonePort = await freePort();
   storeEnvoyResources(stores.get('shop/waypoint'), {
-    ...waypointEnvoyResources(model, { hbonePort, upstreamHbonePort: zport, connectTimeoutMs: 2000 }),
+    ...waypointEnvoyResources(model, { hbonePort, upstreamHbonePort: zport, connectTimeoutMs: 2000, protocolDetectionTimeoutMs: DETECTION_MS }),
     secrets: waypointSecrets({ certChainPem: wpCert!.chainPem.join(''), privateKeyPem: wpCert!.privateKeyPem, rootCertPem: wpCert!.rootsPem[0]! }),
   });
   const bootstrap = waypointBootstrap({
@@ -298,15 +350,15 @@ test('HBONE through a real Envoy waypoint: routes, L7 policy on the peer identit
 
   // TCP: bytes both ways for web; `other` is not allowed. On reviews' TCP port the DENY (from web, DELETE) keeps
   // only what TCP can check (from web), so web's connection is closed there: fail closed.
-  const tcp = async (session: ClientHttp2Session, authority: string): Promise<{ tunnel: number; got: string }> => {
+  const tcp = async (session: ClientHttp2Session, authority: string, payload = 'ping'): Promise<{ tunnel: number; got: string }> => {
     const s = session.request({ ':method': 'CONNECT', ':authority': authority }, { endStream: false });
     s.on('error', () => {});
     let got = '';
     s.setEncoding('utf8');
     s.on('data', (c: string) => (got += c));
     const h = await new Promise<IncomingHttpHeaders>((r) => (s.once('response', r), s.once('close', () => r({}))));
-    s.write('ping');
-    await Promise.race([new Promise((r) => s.once('close', r)), eventually('echo', () => got === 'ping', 2000).catch(() => undefined)]);
+    s.write(payload);
+    await Promise.race([new Promise((r) => s.once('close', r)), eventually('echo', () => got === payload, DETECTION_MS + 2000).catch(() => undefined)]);
     s.close();
     return { tunnel: Number(h[':status']), got };
   };
@@ -316,4 +368,47 @@ test('HBONE through a real Envoy waypoint: routes, L7 policy on the peer identit
 
   const stats = await envoy.stats('rbac');
   t.true([...stats].some(([k, v]) => k.endsWith('rbac.denied') && v >= 2), JSON.stringify([...stats]));
+
+  // Undeclared port, HTTP: sniffed to the HTTP chain, so the route (canary -> reviews-v2, header set) and the HTTP
+  // RBAC (ALLOW web only: a 403 response, not a closed connection) apply.
+  const u1 = await viaTunnel(web, '10.96.0.60:80', get('/api/x', 'x-canary: yes\r\n'));
+  t.is(u1.status, 200, JSON.stringify(u1) + debug());
+  t.like(JSON.parse(u1.body || '{}'), { who: 'reviews-v2', headers: { 'x-via': 'waypoint' } });
+  t.is(JSON.parse((await viaTunnel(web, '10.96.0.60:80', get('/plain'))).body || '{}').who, 'reviews');
+  t.like(await viaTunnel(other, '10.96.0.60:80', get('/')), { tunnel: 200, status: 403 }, 'HTTP RBAC on the sniffed HTTP chain');
+  // Undeclared port, raw TCP: not HTTP, so the TCP chain with the network RBAC (web allowed, other closed). Bytes
+  // that cannot start a request line are told apart at once; 'ping' could (a token), so it waits for the timeout.
+  t.deepEqual(await tcp(web, '10.96.0.70:80', '{"ping":1}\n'), { tunnel: 200, got: '{"ping":1}\n' });
+  t.deepEqual(await tcp(web, '10.96.0.70:80'), { tunnel: 200, got: 'ping' });
+  t.deepEqual(await tcp(other, '10.96.0.70:80'), { tunnel: 200, got: '' }, 'network RBAC on the sniffed TCP chain');
+  // Server-first: the client sends nothing. On the undeclared port the inspector gives up after its timeout and the
+  // connection continues to the TCP chain, so the banner arrives late by the timeout (not never); on a declared TCP
+  // port the inspector is off and it arrives at once.
+  const bannerVia = async (authority: string): Promise<{ got: string; waited: number }> => {
+    const started = Date.now();
+    const st = web.request({ ':method': 'CONNECT', ':authority': authority }, { endStream: false });
+    st.on('error', () => {});
+    let got = '';
+    st.setEncoding('utf8');
+    st.on('data', (c: string) => (got += c));
+    await eventually('banner', () => got.includes('220 banner'), DETECTION_MS + 5000).catch(() => undefined);
+    st.close();
+    return { got, waited: Date.now() - started };
+  };
+  const late = await bannerVia('10.96.0.80:80');
+  t.is(late.got, '220 banner\r\n', debug());
+  t.true(late.waited >= DETECTION_MS - 100, `waited ${late.waited} ms for the inspector's timeout`);
+  const direct = await bannerVia('10.96.0.80:2525');
+  t.is(direct.got, '220 banner\r\n');
+  t.true(direct.waited < DETECTION_MS, `waited ${direct.waited} ms on a declared port`);
+  const sniffed = await envoy.stats('http_inspector');
+  t.true((sniffed.get('http_inspector.http11_found') ?? 0) >= 3, JSON.stringify([...sniffed]));
+  t.true((sniffed.get('http_inspector.http_not_found') ?? 0) >= 1, JSON.stringify([...sniffed]));
+
+  // An endpoint outside the mesh: reached in plaintext at podIP:targetPort, no ztunnel involved.
+  const before2 = seen.length;
+  const p1 = await viaTunnel(web, '10.96.0.90:8000', get('/old'));
+  t.is(p1.status, 200, JSON.stringify(p1) + debug());
+  t.like(JSON.parse(p1.body || '{}'), { who: 'legacy', path: '/old' });
+  t.is(seen.length, before2, 'no HBONE for it');
 });

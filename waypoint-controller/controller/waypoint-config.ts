@@ -100,7 +100,7 @@ export class WaypointConfigs {
         .filter(Boolean);
       const result = buildWaypointModel({
         waypoint: { namespace, name }, trustDomain: ctx.trustDomain, domainSuffix: ctx.domainSuffix, rootNamespace: ctx.rootNamespace,
-        bound, services, pods, httpRoutes, authorizationPolicies,
+        bound, services, pods, httpRoutes, authorizationPolicies, namespaces: [...cache.namespaces.values()],
       });
       routes.push(...result.routes);
       policies.push(...result.policies);

@@ -88,8 +88,8 @@ export class WaypointController implements WaypointListener {
     if (kind === 'gateways') this.gatewayChanged(key);
     else for (const k of changedWaypoints) this.gatewayChanged(k);
     if (kind === 'gatewayclasses' && key === WAYPOINT_CLASS) void this.ensureGatewayClass();
-    // Endpoints, routes and policies of bound services are part of the waypoints' Envoy configuration.
-    if (kind !== 'namespaces' && kind !== 'nodes') this.configs.schedule();
+    // Endpoints (and whether they are in the mesh), routes and policies are part of the waypoints' Envoy configuration.
+    if (kind !== 'nodes') this.configs.schedule();
   }
 
   /** HTTPRoute parents and AuthorizationPolicy conditions, merged over every waypoint's claims. */

@@ -35,13 +35,19 @@ export interface WaypointService {
   endpoints: Endpoint[];
 }
 
+/**
+ * As Istio reads appProtocol, else the port name's prefix: `http` (http, http2, grpc, ...), `tcp` (tcp, tls, https,
+ * mongo, mysql, redis, or a server-first well-known port), or `unknown` (undeclared: the waypoint serves it with
+ * both an HTTP and a TCP chain and sniffs the first bytes to pick one).
+ */
+export type PortProtocol = 'http' | 'tcp' | 'unknown';
+
 export interface WaypointPort {
   port: number;
   /** Target port when numeric for every endpoint (else per endpoint, see Endpoint.ports). */
   targetPort: number;
-  /** From appProtocol or the port name (`http`, `http-*`, `grpc`, `h2c` -> http); anything else is tcp. */
-  protocol: 'http' | 'tcp';
-  /** HTTP ports: the routes attached (HTTPRoutes with this service as parentRef). Empty -> the default route. */
+  protocol: PortProtocol;
+  /** HTTP and unknown ports: the routes attached (HTTPRoutes with this service as parentRef). Empty -> the default route. */
   routes: HttpRouteRule[];
 }
 
@@ -52,6 +58,11 @@ export interface Endpoint {
   /** The identity the endpoint's ztunnel must present for it (its pod's service account). */
   identity: Principal;
   healthy: boolean;
+  /**
+   * Whether its ztunnel takes HBONE (the pod is ambient-enrolled, or says it can tunnel). Not: the waypoint connects
+   * to ip:targetPort in plaintext, as Istio does for endpoints outside the mesh.
+   */
+  hbone: boolean;
 }
 
 /** One HTTPRoute rule, flattened: any match selects it; the first rule (in Gateway API order) that matches wins. */

@@ -1,7 +1,8 @@
 // Kubernetes objects -> one waypoint's WaypointModel, plus the status parts this waypoint can vouch for (the route
 // parents and policy targetRefs bound to it). A route or policy can span waypoints, so whole statuses are merged from
 // every waypoint's claims by httpRouteStatus and authorizationPolicyStatus. Pure; never throws on bad objects.
-import type { V1Pod, V1Service } from '@kubernetes/client-node';
+import type { V1Namespace, V1Pod, V1Service } from '@kubernetes/client-node';
+import { DATAPLANE_MODE } from '../translate/labels.js';
 import type { AuthorizationPolicy } from '../translate/authorization.js';
 import type { L7Policy, WaypointModel, WaypointService } from './model.js';
 import { attachPolicy, translatePolicy, type WaypointRef } from './translate-policies.js';
@@ -21,6 +22,11 @@ export interface WaypointModelInput {
   /** Every Service (backends, parents) and Pod (endpoints). */
   services: V1Service[];
   pods: V1Pod[];
+  /**
+   * Every Namespace, for the pods' ambient enrollment (an endpoint outside the mesh is reached without HBONE).
+   * Absent: every namespace is taken as ambient (only pods that opt out are reached in plaintext).
+   */
+  namespaces?: V1Namespace[];
   httpRoutes?: HTTPRoute[];
   referenceGrants?: ReferenceGrant[];
   authorizationPolicies?: AuthorizationPolicy[];
@@ -58,15 +64,22 @@ function podsByNamespace(pods: V1Pod[]): Map<string, V1Pod[]> {
   return out;
 }
 
+/** Stands in for every namespace when the caller gave none. */
+const AMBIENT_NAMESPACE: V1Namespace = { metadata: { labels: { [DATAPLANE_MODE]: 'ambient' } } };
+
 export function buildWaypointModel(input: WaypointModelInput): WaypointModelResult {
   const mesh = { trustDomain: input.trustDomain, domainSuffix: input.domainSuffix };
   const pods = podsByNamespace(input.pods);
+  const namespaces = input.namespaces && new Map(input.namespaces.map((n) => [n.metadata?.name ?? '', n]));
   const services = new Map([...input.services, ...input.bound].map((s) => [nsName(s), s]));
-  const toModel = (s: V1Service) => toWaypointService(s, pods.get(s.metadata?.namespace ?? '') ?? [], mesh);
+  const toModel = (s: V1Service) => {
+    const ns = s.metadata?.namespace ?? '';
+    return toWaypointService(s, pods.get(ns) ?? [], mesh, namespaces ? namespaces.get(ns) : AMBIENT_NAMESPACE);
+  };
   const bound = new Map(input.bound.map((s) => [nsName(s), toModel(s)]));
   const ctx: RouteContext = { services, referenceGrants: input.referenceGrants ?? [], domainSuffix: input.domainSuffix };
 
-  // Routes: each route's rules once, attached to every (bound service, HTTP port) its accepted parents select.
+  // Routes: each route's rules once, attached to every (bound service, HTTP or unknown port) its accepted parents select.
   const perPort = new Map<string, Set<RouteEntry>>();
   const backendServices = new Set<string>();
   const routes: RouteClaim[] = [];
@@ -100,7 +113,7 @@ export function buildWaypointModel(input: WaypointModelInput): WaypointModelResu
     }
   }
   for (const [key, svc] of bound) {
-    for (const p of svc.ports) if (p.protocol === 'http') p.routes = orderRules([...(perPort.get(`${key}:${p.port}`) ?? [])]);
+    for (const p of svc.ports) if (p.protocol !== 'tcp') p.routes = orderRules([...(perPort.get(`${key}:${p.port}`) ?? [])]);
   }
 
   // Policies with targetRefs that reach this waypoint.

@@ -373,7 +373,7 @@ function conditions(route: HTTPRoute, c: CompiledRoute, accepted: Problem | unde
 
 const parentStatus = (ref: ParentRef, conds: Condition[]): RouteParentStatus => ({ parentRef: ref, controllerName: MESH_CONTROLLER, conditions: conds });
 
-/** Which HTTP ports of a bound parent the route attaches to, or why none. */
+/** Which HTTP (or unknown-protocol) ports of a bound parent the route attaches to, or why none. */
 function parentPorts(route: HTTPRoute, ref: ParentRef, svc: V1Service, bound: WaypointService, waypointNs: string): number[] | Problem {
   const routeNs = route.metadata?.namespace ?? '';
   const key = `${bound.namespace}/${bound.name}`;
@@ -385,10 +385,11 @@ function parentPorts(route: HTTPRoute, ref: ParentRef, svc: V1Service, bound: Wa
   const spec = (svc.spec?.ports ?? []).filter((p) => bound.ports.some((b) => b.port === p.port));
   const picked = ref.port !== undefined ? spec.filter((p) => p.port === ref.port) : ref.sectionName !== undefined ? spec.filter((p) => p.name === ref.sectionName) : spec;
   if (!picked.length) return { reason: 'NoMatchingParent', message: `Service ${key} has no port ${ref.port ?? JSON.stringify(ref.sectionName)}` };
-  const http = picked.filter((p) => portProtocol(p) === 'http');
+  // Undeclared ports may carry HTTP (the waypoint sniffs them): routes apply there; declared TCP ports never.
+  const http = picked.filter((p) => portProtocol(p) !== 'tcp');
   if (!http.length) {
     const which = picked.map((p) => p.port).join(', ');
-    return { reason: 'NoMatchingParent', message: `Service ${key} port ${which} is TCP: name it http-*/grpc-* or set appProtocol http for HTTPRoutes to apply` };
+    return { reason: 'NoMatchingParent', message: `Service ${key} port ${which} is declared TCP: name it http-*/grpc-* (or leave it unnamed) or set appProtocol http for HTTPRoutes to apply` };
   }
   return http.map((p) => p.port);
 }

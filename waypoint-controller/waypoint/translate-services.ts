@@ -1,9 +1,9 @@
 // Kubernetes Service + its Pods -> WaypointService (ports with their protocol, endpoints with their identity).
-import type { V1Pod, V1Service, V1ServicePort } from '@kubernetes/client-node';
-import { selects } from '../translate/labels.js';
+import type { V1Namespace, V1Pod, V1Service, V1ServicePort } from '@kubernetes/client-node';
+import { isEnrolled, selects } from '../translate/labels.js';
 import { podPortsFor, serviceHostname, toService, type MeshContext } from '../translate/service.js';
 import { isReady } from '../translate/workload.js';
-import type { Endpoint, WaypointPort, WaypointService } from './model.js';
+import type { Endpoint, PortProtocol, WaypointPort, WaypointService } from './model.js';
 
 /** What the waypoint translation needs of the mesh (a MeshContext minus what only workload xDS uses). */
 export interface WaypointMesh {
@@ -13,24 +13,42 @@ export interface WaypointMesh {
 
 export const meshContext = (m: WaypointMesh): MeshContext => ({ clusterId: '', network: '', ...m });
 
-/** Istio's protocols that the waypoint serves with an HTTP connection manager. */
-const HTTP_PROTOCOLS = new Set(['http', 'http2', 'grpc', 'grpc-web', 'h2c']);
+/** Istio's protocol names (pkg/config/protocol Parse; plus h2c, which Istio sniffs to the same end) served as HTTP. */
+const HTTP_PROTOCOLS = new Set(['http', 'http2', 'http_proxy', 'grpc', 'grpc-web', 'h2c']);
+/** Istio's other known protocol names: declared not-HTTP, so TCP only (TLS passes through untouched). */
+const TCP_PROTOCOLS = new Set(['tcp', 'udp', 'https', 'tls', 'mongo', 'redis', 'mysql']);
 /** Kubernetes' well-known appProtocols, as Istio maps them. */
 const KUBE_APP_PROTOCOLS: Record<string, string> = { 'kubernetes.io/h2c': 'http2', 'kubernetes.io/ws': 'http', 'kubernetes.io/wss': 'https' };
+/** Istio never sniffs these undeclared ports (SMTP, DNS, MySQL, MongoDB): server-first protocols would wait. */
+const WELL_KNOWN_TCP_PORTS = new Set([25, 53, 3306, 27017]);
 
-/** As Istio: appProtocol wins; else the port name's prefix before `-` (`http-web`, `grpc`); anything else is TCP. */
-export function portProtocol(p: V1ServicePort): 'http' | 'tcp' {
-  const app = p.appProtocol?.toLowerCase();
-  const name = (p.name ?? '').toLowerCase();
-  const proto = app ? (KUBE_APP_PROTOCOLS[app] ?? app) : name.startsWith('grpc-web') ? 'grpc-web' : name.split('-')[0]!;
-  return HTTP_PROTOCOLS.has(proto) ? 'http' : 'tcp';
+/**
+ * As Istio's ConvertProtocol: appProtocol, if set, replaces the name; then the prefix before `-` (`http-web`,
+ * `grpc`; `grpc-web` whole). A known name decides; else a server-first well-known port is TCP; else unknown.
+ */
+export function portProtocol(p: V1ServicePort): PortProtocol {
+  const declared = p.appProtocol ?? p.name ?? '';
+  const lower = declared.toLowerCase();
+  const proto = KUBE_APP_PROTOCOLS[declared] ?? (lower.startsWith('grpc-web') ? 'grpc-web' : lower.split('-')[0]!);
+  if (HTTP_PROTOCOLS.has(proto)) return 'http';
+  return TCP_PROTOCOLS.has(proto) || WELL_KNOWN_TCP_PORTS.has(p.port) ? 'tcp' : 'unknown';
 }
+
+/** Istio's label for a (sidecar) pod that accepts HBONE although not ambient-enrolled. */
+const TUNNEL_LABEL = 'networking.istio.io/tunnel';
+
+/** Whether the pod's ztunnel (or proxy) takes HBONE, as Istio's supportTunnel: ambient-enrolled or tunnel-labelled. */
+export const supportsHbone = (pod: V1Pod, ns: V1Namespace | undefined): boolean =>
+  isEnrolled(pod, ns) || pod.metadata?.labels?.[TUNNEL_LABEL] === 'http';
 
 export const identityOf = (pod: V1Pod, trustDomain: string): string =>
   `${trustDomain}/ns/${pod.metadata?.namespace ?? ''}/sa/${pod.spec?.serviceAccountName || 'default'}`;
 
-/** The service's endpoints: its selected pods that have an IP and have not finished; healthy when Running and Ready. */
-export function endpointsOf(svc: V1Service, pods: Iterable<V1Pod>, trustDomain: string): Endpoint[] {
+/**
+ * The service's endpoints: its selected pods that have an IP and have not finished; healthy when Running and Ready.
+ * `ns` is the service's (and so its pods') Namespace, for enrollment.
+ */
+export function endpointsOf(svc: V1Service, pods: Iterable<V1Pod>, trustDomain: string, ns: V1Namespace | undefined): Endpoint[] {
   const out: Endpoint[] = [];
   for (const pod of pods) {
     if (pod.metadata?.namespace !== svc.metadata?.namespace || !selects(svc.spec?.selector, pod.metadata?.labels)) continue;
@@ -38,12 +56,12 @@ export function endpointsOf(svc: V1Service, pods: Iterable<V1Pod>, trustDomain: 
     if (!ip || pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed') continue;
     const ports: Record<number, number> = {};
     for (const p of podPortsFor(svc, pod).ports ?? []) if (p.servicePort && p.targetPort) ports[p.servicePort] = p.targetPort;
-    out.push({ ip, ports, identity: identityOf(pod, trustDomain), healthy: isReady(pod) });
+    out.push({ ip, ports, identity: identityOf(pod, trustDomain), healthy: isReady(pod), hbone: supportsHbone(pod, ns) });
   }
   return out.sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : 0));
 }
 
-export function toWaypointService(svc: V1Service, pods: Iterable<V1Pod>, mesh: WaypointMesh): WaypointService {
+export function toWaypointService(svc: V1Service, pods: Iterable<V1Pod>, mesh: WaypointMesh, ns: V1Namespace | undefined): WaypointService {
   const ctx = meshContext(mesh);
   // toService keeps TCP ports and knows numeric target ports (0 = named, resolved per endpoint).
   const targets = new Map((toService(svc, ctx).ports ?? []).map((p) => [p.servicePort ?? 0, p.targetPort ?? 0]));
@@ -57,6 +75,6 @@ export function toWaypointService(svc: V1Service, pods: Iterable<V1Pod>, mesh: W
     hostname: serviceHostname(svc, ctx),
     vips,
     ports,
-    endpoints: endpointsOf(svc, pods, mesh.trustDomain),
+    endpoints: endpointsOf(svc, pods, mesh.trustDomain, ns),
   };
 }

@@ -3,7 +3,7 @@
 import type { WaypointModel } from '../model.js';
 import type { JsonObject } from './common.js';
 import { connectTerminateListener } from './connect-terminate.js';
-import { mainInternalListener } from './main-internal.js';
+import { mainInternalListener, type MainInternalOptions } from './main-internal.js';
 import { connectOriginateCluster, connectOriginateListener, destinationIdentities, mainInternalCluster, vipClusters, vipEndpoints, type UpstreamOptions } from './upstream.js';
 
 export interface EnvoyResources {
@@ -15,7 +15,7 @@ export interface EnvoyResources {
   routes: JsonObject[];
 }
 
-export interface WaypointEnvoyOptions extends UpstreamOptions {
+export interface WaypointEnvoyOptions extends UpstreamOptions, MainInternalOptions {
   /** Port of connect_terminate, default 15008 (tests on a shared host use another). */
   hbonePort?: number;
 }
@@ -23,7 +23,7 @@ export interface WaypointEnvoyOptions extends UpstreamOptions {
 export function waypointEnvoyResources(model: WaypointModel, opts: WaypointEnvoyOptions = {}): EnvoyResources {
   const identities = destinationIdentities(model);
   return {
-    listeners: [connectTerminateListener(model.trustDomain, opts.hbonePort), mainInternalListener(model), ...identities.map(connectOriginateListener)],
+    listeners: [connectTerminateListener(model.trustDomain, opts.hbonePort), mainInternalListener(model, opts), ...identities.map(connectOriginateListener)],
     clusters: [mainInternalCluster(), ...vipClusters(model, opts), ...identities.map((id) => connectOriginateCluster(id, opts))],
     endpoints: vipEndpoints(model),
     routes: [],

@@ -1,5 +1,5 @@
 // Names of the waypoint's Envoy resources (Istio's where Istio has one, so istioctl-minded readers find them).
-import type { Principal } from '../model.js';
+import type { PortProtocol, Principal } from '../model.js';
 
 export const CONNECT_TERMINATE = 'connect_terminate';
 export const MAIN_INTERNAL = 'main_internal';
@@ -20,10 +20,14 @@ export const HASHABLE_STRING = 'envoy.hashable_string';
 /** Dynamic metadata namespace the original_dst listener filter reads (`local`) on an internal listener. */
 export const ORIGINAL_DST_METADATA = 'envoy.filters.listener.original_dst';
 
-export type PortProtocol = 'http' | 'tcp';
+/** What a filter chain (and its cluster) speaks. */
+export type ChainProtocol = 'http' | 'tcp';
+
+/** The chains (and clusters) of a port: an unknown protocol gets both, sniffing picks one (Istio's order). */
+export const chainProtocols = (p: PortProtocol): ChainProtocol[] => (p === 'unknown' ? ['tcp', 'http'] : [p]);
 
 /** `inbound-vip|<port>|<http|tcp>|<hostname>`: the filter chain, its route config and its cluster. */
-export const vipName = (port: number, protocol: PortProtocol, hostname: string): string => `inbound-vip|${port}|${protocol}|${hostname}`;
+export const vipName = (port: number, protocol: ChainProtocol, hostname: string): string => `inbound-vip|${port}|${protocol}|${hostname}`;
 
 /**
  * One connect_originate listener and cluster per destination identity: the cluster's TLS context checks that exact

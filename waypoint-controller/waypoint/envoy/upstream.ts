@@ -1,10 +1,11 @@
 // The waypoint's upstream side: the main_internal cluster (connect_terminate -> main_internal), one EDS cluster per
 // service port (`inbound-vip|...`) whose endpoints are internal addresses of connect_originate listeners, and per
 // destination identity a connect_originate internal listener + ORIGINAL_DST cluster that opens the HBONE tunnel to
-// the pod's ztunnel (podIP:15008, CONNECT :authority podIP:targetPort) and checks that exact identity.
-import type { Principal, WaypointModel, WaypointService } from '../model.js';
+// the pod's ztunnel (podIP:15008, CONNECT :authority podIP:targetPort) and checks that exact identity. Endpoints
+// outside the mesh (no HBONE) are plain podIP:targetPort addresses in the same clusters, reached in plaintext.
+import type { Endpoint, Principal, WaypointModel, WaypointService } from '../model.js';
 import { ADS, hboneTlsContext, httpProtocolOptions, originalDstFilter, rawBuffer, typed, type JsonObject } from './common.js';
-import { connectOriginateName, HBONE_PORT, hostPort, MAIN_INTERNAL, ORIGINAL_DST_METADATA, spiffe, vipName } from './names.js';
+import { chainProtocols, connectOriginateName, HBONE_PORT, hostPort, MAIN_INTERNAL, ORIGINAL_DST_METADATA, spiffe, vipName, type ChainProtocol } from './names.js';
 
 const LISTENER = 'type.googleapis.com/envoy.config.listener.v3.Listener';
 const CLUSTER = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
@@ -47,10 +48,12 @@ export function reachableServices(model: WaypointModel): WaypointService[] {
   });
 }
 
-/** Cluster names and what they serve, in a stable order. */
-function vipPorts(model: WaypointModel): { name: string; svc: WaypointService; port: number; targetPort: number; protocol: 'http' | 'tcp' }[] {
+/** Cluster names and what they serve, in a stable order (an unknown protocol's port has a TCP and an HTTP cluster). */
+function vipPorts(model: WaypointModel): { name: string; svc: WaypointService; port: number; targetPort: number; protocol: ChainProtocol }[] {
   return reachableServices(model).flatMap((svc) =>
-    svc.ports.map((p) => ({ name: vipName(p.port, p.protocol, svc.hostname), svc, port: p.port, targetPort: p.targetPort, protocol: p.protocol })),
+    svc.ports.flatMap((p) =>
+      chainProtocols(p.protocol).map((protocol) => ({ name: vipName(p.port, protocol, svc.hostname), svc, port: p.port, targetPort: p.targetPort, protocol })),
+    ),
   );
 }
 
@@ -73,9 +76,22 @@ export function vipClusters(model: WaypointModel, o: UpstreamOptions = {}): Json
 }
 
 /**
+ * One endpoint of a vip cluster, podIP:targetPort. HBONE: the connect_originate listener of its identity, with the
+ * address as endpoint id and as the metadata the original_dst listener filter reads. Else the plain address (the
+ * cluster's internal_upstream socket passes a real socket through as raw_buffer).
+ */
+function lbEndpoint(e: Endpoint, port: number): JsonObject {
+  if (!e.hbone) return { endpoint: { address: { socket_address: { address: e.ip, port_value: port } } } };
+  const dst = hostPort(e.ip, port);
+  return {
+    endpoint: { address: { envoy_internal_address: { server_listener_name: connectOriginateName(e.identity), endpoint_id: dst } } },
+    metadata: { filter_metadata: { [ORIGINAL_DST_METADATA]: { local: dst } } },
+  };
+}
+
+/**
  * The endpoints of every vip cluster: healthy endpoints only (an unhealthy one must not get traffic even in Envoy's
- * panic mode; no endpoint -> Envoy answers 503 itself). An endpoint is the connect_originate listener of its identity,
- * with podIP:targetPort as endpoint id and as the metadata the original_dst listener filter reads.
+ * panic mode; no endpoint -> Envoy answers 503 itself).
  */
 export function vipEndpoints(model: WaypointModel): JsonObject[] {
   return vipPorts(model).map(({ name, svc, port, targetPort }) => ({
@@ -85,21 +101,15 @@ export function vipEndpoints(model: WaypointModel): JsonObject[] {
       {
         lb_endpoints: svc.endpoints
           .filter((e) => e.healthy)
-          .map((e) => {
-            const dst = hostPort(e.ip, e.ports[port] ?? targetPort);
-            return {
-              endpoint: { address: { envoy_internal_address: { server_listener_name: connectOriginateName(e.identity), endpoint_id: dst } } },
-              metadata: { filter_metadata: { [ORIGINAL_DST_METADATA]: { local: dst } } },
-            };
-          }),
+          .map((e) => lbEndpoint(e, e.ports[port] ?? targetPort)),
       },
     ],
   }));
 }
 
-/** Destination identities of all reachable endpoints, sorted. */
+/** Destination identities of all reachable HBONE endpoints, sorted. */
 export function destinationIdentities(model: WaypointModel): Principal[] {
-  return [...new Set(reachableServices(model).flatMap((s) => s.endpoints.map((e) => e.identity)))].sort();
+  return [...new Set(reachableServices(model).flatMap((s) => s.endpoints.filter((e) => e.hbone).map((e) => e.identity)))].sort();
 }
 
 export function connectOriginateListener(identity: Principal): JsonObject {
