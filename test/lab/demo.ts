@@ -1,8 +1,11 @@
 // `npm run demo`: a two-node ambient mesh in network namespaces, driven by a control plane. The cluster is Kubernetes
 // YAML (demo-cluster.yaml) in the embedded API server; the lab runs the Deployments' pods, the controller turns the
 // objects into workload xDS, and each node's ztunnel (shared mode) gets its pods over ZDS and its config over xDS.
-// Prints what happened, keeps the ztunnel logs, and removes everything (also on Ctrl-C).
+// Then a waypoint for the backend (demo-waypoint.ts): the controller provisions it, the lab kubelet runs its Envoy in
+// a spare pod netns, and an HTTPRoute and an L7 AuthorizationPolicy act on the client's HTTP.
+// Prints what happened, keeps the ztunnel logs, and removes everything (also on Ctrl-C and on failure).
 import type { KubernetesObject, V1Deployment, V1Namespace, V1Service } from '@kubernetes/client-node';
+import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import type http from 'node:http';
 import { tmpdir } from 'node:os';
@@ -12,7 +15,10 @@ import { parseAllDocuments } from 'yaml';
 import { exchange, httpIn, httpServer, timedHttpCalls } from './apps.js';
 import { Cluster, type NodeSpec } from './cluster.js';
 import { LabControlPlane } from './control-plane.js';
+import { waypointDemo } from './demo-waypoint.js';
+import { findEnvoy } from './envoy.js';
 import { counter } from './fixtures.js';
+import { LabKubelet } from './kubelet.js';
 import { eventually } from './ztunnel-proc.js';
 
 const YAML = fileURLToPath(new URL('../../../test/lab/demo-cluster.yaml', import.meta.url));
@@ -36,34 +42,80 @@ for (const d of deployments) {
     podTemplates.set(name, { labels: { ...d.spec?.template.metadata?.labels, 'pod-template-hash': 'lab' }, deployment: d });
   }
 }
+// A spare pod netns (not in the mesh, no Pod object yet) where the lab kubelet runs the waypoint's Envoy.
+const SLOT = 'slot-1';
+nodes[1]!.pods.push({ name: SLOT, namespace: 'backend' });
 
 const cp = new LabControlPlane();
 const ztunnelEnv = new Map<string, Record<string, string>>();
 const cluster = new Cluster({ nodes }, { startZtunnels: false, envFor: (node) => ztunnelEnv.get(node) });
 const ECHO = 'echo.backend.svc.cluster.local';
-/** Enough calls that both replicas answer (random choice: both are missed with odds of 2 in 65536). */
+/** Enough calls that both pods (echo-v1-1, echo-v2-1) answer (random choice: both are missed with odds of 2 in 65536). */
 const CALLS = 16;
 const step = (msg: string) => console.log(`\u2022 ${msg}`);
+let kubelet: LabKubelet | undefined;
+const servers: http.Server[] = [];
 let done = false;
 async function teardown(): Promise<void> {
   if (done) return;
   done = true;
-  step('tearing down namespaces, ztunnels and the control plane ...');
-  await cluster.cleanup();
-  await cp.stop();
+  step('tearing down the waypoint, namespaces, ztunnels and the control plane ...');
+  for (const s of servers) s.close();
+  await kubelet?.stop().catch(() => {});
+  await cluster.cleanup().catch(() => {});
+  await cp.stop().catch(() => {});
+  sweepOwn();
 }
-process.on('SIGINT', () => void teardown().then(() => process.exit(130)));
-process.on('SIGTERM', () => void teardown().then(() => process.exit(143)));
+/** Whatever is left of this run (a step interrupted half-way): its namespaces and every process in them. */
+function sweepOwn(): void {
+  try {
+    for (const name of execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n').map((l) => l.split(' ')[0]!)) {
+      if (!name.startsWith(`${cluster.lab.prefix}-`)) continue;
+      try {
+        for (const pid of execFileSync('ip', ['netns', 'pids', name], { encoding: 'utf8' }).split('\n').filter(Boolean)) process.kill(Number(pid), 'SIGKILL');
+      } catch {}
+      try {
+        execFileSync('ip', ['netns', 'del', name]);
+      } catch {}
+    }
+  } catch {}
+}
+process.once('exit', sweepOwn);
+const bail = (code: number) => {
+  if (code !== 1 && !done) console.log(`\ninterrupted (${code === 130 ? 'SIGINT' : code === 143 ? 'SIGTERM' : 'SIGHUP'})`);
+  if (done) {
+    // A second Ctrl-C (or a teardown that hangs): remove what is left and go.
+    sweepOwn();
+    process.exit(code);
+  }
+  const force = setTimeout(() => bail(code), 20_000);
+  void teardown().finally(() => {
+    clearTimeout(force);
+    process.exit(code);
+  });
+};
+process.on('SIGINT', () => bail(130));
+process.on('SIGTERM', () => bail(143));
+process.on('SIGHUP', () => bail(129));
+process.on('uncaughtException', (e) => {
+  console.error(`demo failed: ${e.message}`);
+  bail(1);
+});
+process.on('unhandledRejection', (e) => {
+  console.error(`demo failed: ${(e as Error)?.message ?? String(e)}`);
+  bail(1);
+});
 
-const servers: http.Server[] = [];
 try {
   const t0 = Date.now();
+  findEnvoy(); // the waypoint's Envoy (test/lab/install-deps.sh installs it): fail now rather than half-way
   step(`starting the control plane: embedded Kubernetes API server with ${objects.length} objects from demo-cluster.yaml, the controller and its CA ...`);
   await cp.start(objects);
   step('building 2 nodes and their pods (network namespaces, veths, routes, in-pod rules for ambient namespaces) ...');
   await cluster.start();
   step('running the pods: creating them in the API server and reporting their IPs and readiness ...');
   for (const p of cluster.allPods()) {
+    if (p.name === SLOT) continue;
     const { labels, deployment: d } = podTemplates.get(p.name)!;
     const rs = `${d.metadata!.name}-lab`;
     await cp.runPod(p, labels, { ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: rs, uid: rs, controller: true }] }, d.spec?.template.spec?.containers);
@@ -75,11 +127,14 @@ try {
     ztunnelEnv.set(node, await cp.ztunnelEnv(node, cluster.lab.dir));
     await cluster.startZtunnel(node);
   }
+  await cp.relay(cluster.pod(SLOT).ns); // the waypoint reaches the controller at 127.0.0.1:15012, as ztunnels do
+  kubelet = new LabKubelet(cp.api!, [cluster.pod(SLOT)], cluster.lab.dir);
+  kubelet.start();
   const vip = ((await cp.core!.readNamespacedService({ name: 'echo', namespace: 'backend' })) as V1Service).spec!.clusterIP!;
   await eventually('the ztunnels to learn every pod', async () => {
     for (const node of NODES) {
       const d = JSON.parse((await httpIn(cluster.node(node).ns, 'GET', 15000, '/config_dump')).body) as { workloads: unknown[]; services: { hostname: string; endpoints: unknown[] }[] };
-      if (d.workloads.length !== cluster.allPods().length || d.services.find((s) => s.hostname === ECHO)?.endpoints.length !== 2) return false;
+      if (d.workloads.length !== cluster.allPods().length - 1 || d.services.find((s) => s.hostname === ECHO)?.endpoints.length !== 2) return false;
     }
     return true;
   }, 20_000);
@@ -98,9 +153,9 @@ try {
   const legacy = cluster.pod('legacy-1');
   const plain = await timedHttpCalls(client.ns, legacy.ip, 8080, 1, Buffer.alloc(0));
   console.log(`  frontend/client-1 -> legacy/legacy-1 (not in the mesh): answered by ${plain.answers[0] ?? 'nobody'}, plain TCP without identity`);
-  const denied = await exchange(legacy.ns, cluster.pod('echo-1').ip, 8080);
+  const denied = await exchange(legacy.ns, cluster.pod('echo-v1-1').ip, 8080);
   console.log(
-    `  legacy/legacy-1 -> backend/echo-1: ${denied.received.length === 0 ? 'denied by AuthorizationPolicy backend/only-frontend (no mesh identity)' : 'unexpectedly allowed'}`,
+    `  legacy/legacy-1 -> backend/echo-v1-1: ${denied.received.length === 0 ? 'denied by AuthorizationPolicy backend/only-frontend (no mesh identity)' : 'unexpectedly allowed'}`,
   );
 
   console.log("\nMetrics (reporter=destination, read from each node's ztunnel on :15020)");
@@ -119,15 +174,20 @@ try {
     for (const c of d.certificates) console.log(`  ${node} ztunnel holds ${c.identity}: ${c.state}, serial ${c.certChain[0]?.serialNumber ?? '-'}, expires ${c.certChain[0]?.expirationTime ?? '-'}`);
   }
 
+  await waypointDemo(cp, cluster, kubelet, vip);
+
   const logs = join(tmpdir(), `ambit-demo-${new Date().toISOString().replace(/[:.]/g, '-')}`);
   mkdirSync(logs, { recursive: true });
   for (const node of NODES) copyFileSync(cluster.zt(node).logPath, join(logs, `ztunnel-${node}.log`));
-  console.log(`\nztunnel logs (JSON lines, access log lines have "scope":"access"): ${logs}\n`);
+  const wp = kubelet.podsOf('backend', 'waypoint')[0];
+  if (wp) copyFileSync(wp.logPath, join(logs, 'waypoint-envoy.log'));
+  console.log(`\nztunnel logs (JSON lines, access log lines have "scope":"access") and the waypoint's Envoy log: ${logs}\n`);
 } catch (e) {
-  console.error(`demo failed: ${(e as Error).message}`);
-  process.exitCode = 1;
+  if (!done) {
+    console.error(`demo failed: ${(e as Error).message}`);
+    process.exitCode = 1;
+  }
 } finally {
-  for (const s of servers) s.close();
   await teardown();
 }
 
