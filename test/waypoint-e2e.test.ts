@@ -9,8 +9,12 @@ import type net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { toStruct } from '../protos/index.js';
 import { AggregatedDiscoveryServiceDefinition, type DeltaDiscoveryResponse } from '../protos/xds.js';
-import { ENVOY_TYPE_URLS } from '../waypoint-controller/xds/index.js';
-import { echoHttpServer, echoServer, exchange, holdOpen, httpIn, httpRequest, type EchoAnswer } from './lab/apps.js';
+import { ENVOY_TYPE_URLS, typeLabel } from '../waypoint-controller/xds/index.js';
+import tls from 'node:tls';
+import { LocalCa } from '../ztunnel/identity/local-ca.js';
+import { parseIdentity } from '../ztunnel/identity/spiffe.js';
+import { connectTcp } from '../ztunnel/native/index.js';
+import { echoHttpServer, echoServer, holdOpen, httpIn, httpRequest, type EchoAnswer } from './lab/apps.js';
 import { AmbientCluster } from './lab/ambient-cluster.js';
 import { eventually } from './lab/ztunnel-proc.js';
 
@@ -234,10 +238,26 @@ test.serial('a TCP port behind the waypoint carries bytes, and an L4 policy on i
 test.serial("Envoy's admin is not reachable from other pods, and HBONE to the waypoint without a mesh certificate is refused", async (t) => {
   const wp = lab.kubelet!.podsOf(NS, 'waypoint')[0]!;
   await t.throwsAsync(httpIn(lab.pod('client').ns, 'GET', 15000, '/config_dump', wp.slot.ip));
-  // Plain TCP (no TLS) to 15008 from a pod that is not captured (a spare slot) gets nothing back.
+  // From a pod that is not captured (a spare slot): TLS to 15008 with a certificate for a mesh identity, once from the
+  // mesh CA and once from another CA. Envoy's HTTP/2 SETTINGS (bytes back) come only for the mesh one.
   const spare = lab.pod(wp.slot.name === 'wp-a' ? 'wp-b' : 'wp-a');
-  const r = await exchange(spare.ns, wp.slot.ip, 15008, Buffer.from('CONNECT 10.0.0.1:80 HTTP/1.1\r\n\r\n'), 5000);
-  t.false(r.received.toString().includes('200'));
+  const identity = 'spiffe://cluster.local/ns/shop/sa/sleep';
+  const mesh = await lab.cp.controller!.issuer.issueKeyPair(identity, 600);
+  const foreign = await (await LocalCa.open(lab.cluster.caCert, lab.cluster.caKey, 'cluster.local')).issue(parseIdentity(identity), 600);
+  const hello = (cert: string, key: string) =>
+    new Promise<number>((resolve) => {
+      let got = 0;
+      const s = tls.connect({ socket: connectTcp({ netnsFd: spare.ns.fd, host: wp.slot.ip, port: 15008 }), cert, key, ALPNProtocols: ['h2'], rejectUnauthorized: false });
+      const done = () => (clearTimeout(timer), s.destroy(), resolve(got));
+      const timer = setTimeout(done, 3000);
+      // The HTTP/2 client preface and an empty SETTINGS frame: Envoy answers with its SETTINGS.
+      s.once('secureConnect', () => s.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])])));
+      s.on('data', (c: Buffer) => (got += c.length));
+      s.on('error', done);
+      s.on('close', done);
+    });
+  t.true((await hello(mesh.certChain.join(''), mesh.privateKeyPem)) > 0, 'a mesh certificate gets HTTP/2 going');
+  t.is(await hello(foreign.chainPem.join(''), foreign.privateKeyPem), 0, 'a certificate from another CA gets nothing');
   const stats = await envoyStats(wp.slot.name);
   t.regex(stats, /envoy_listener_manager_lds_update_rejected\{?[^}]*\}? 0/);
 });
@@ -262,6 +282,15 @@ test.serial("a token of another service account cannot obtain the waypoint's con
   const s = await status;
   t.is(s.code, grpc.status.FAILED_PRECONDITION);
   t.deepEqual(got, []);
+});
+
+test.serial('no configuration the controller sent was rejected by any waypoint Envoy in this file', async (t) => {
+  const nacks = (await lab.cp.controller!.xds.metrics.nacks.get()).values;
+  for (const type of ENVOY_TYPE_URLS) t.is(nacks.find((v) => v.labels.type === typeLabel(type))?.value ?? 0, 0, `NACKs of ${type}`);
+  for (const p of lab.kubelet!.podsOf(NS, 'waypoint')) {
+    const rejected = (await envoyStats(p.slot.name)).split('\n').filter((l) => /^envoy_\S*update_rejected/.test(l) && !/ 0$/.test(l));
+    t.deepEqual(rejected, [], `${p.name} rejected an update`);
+  }
 });
 
 test.serial('the waypoint pod killed: new connections go to its replacement; no waypoint pod: refused, not bypassed', async (t) => {

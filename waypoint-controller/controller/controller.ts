@@ -114,6 +114,11 @@ export class Controller {
     return this.reconciler.waypoints.has(key) ? key : undefined;
   }
 
+  /** The mesh CA's issuer (after start()). */
+  get issuer(): CertIssuer {
+    return this.caDeps.issuer;
+  }
+
   /** Sync from Kubernetes first, so the first ztunnel to connect gets a complete view. */
   async start(): Promise<void> {
     const { opts } = this;
