@@ -29,9 +29,9 @@ export class AmbientCluster {
   }
 
   /** Seeds the API server with `objects` (namespaces, services, ...) and brings everything up. */
-  async start(objects: KubernetesObject[]): Promise<void> {
+  async start(objects: KubernetesObject[], opts: { maxCertTtlSeconds?: number } = {}): Promise<void> {
     try {
-      await this.cp.start(objects);
+      await this.cp.start(objects, opts);
       const core = this.cp.core!;
       const pods = this.spec.nodes.flatMap((n) => n.pods);
       const accounts = new Set(pods.filter((p) => !this.spec.slots.includes(p.name)).map((p) => `${p.namespace ?? 'default'}/${p.serviceAccount ?? 'default'}`));

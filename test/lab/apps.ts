@@ -100,7 +100,8 @@ export function httpRequest(
         res.on('data', (c: string) => (body += c));
         res.on('end', () => {
           resolve({ status: res.statusCode ?? 0, headers: res.headers, body });
-          if (o.keepAlive) req.socket?.end(); // the client closes, once it has the whole answer
+          // The client closes, once it has the whole answer (a reset after that is no error of the request).
+          if (o.keepAlive) req.socket?.on('error', () => {}).end();
         });
       },
     );

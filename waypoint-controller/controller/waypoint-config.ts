@@ -122,8 +122,9 @@ export class WaypointConfigs {
     if (have && Date.now() < have.renewAt) return have.cert;
     const issued = await this.issuer!.issueKeyPair(waypointIdentity(this.opts.ctx.trustDomain, key), CERT_TTL_SECONDS);
     const cert = { certChainPem: issued.certChain.slice(0, -1).join(''), privateKeyPem: issued.privateKeyPem, rootCertPem: this.issuer!.rootPem };
-    const lifetime = issued.notAfter.getTime() - issued.notBefore.getTime();
-    const renewAt = issued.notBefore.getTime() + lifetime / 2;
+    // Half of what is left of it (notBefore is backdated for clock skew, which must not count).
+    const now = Date.now();
+    const renewAt = now + (issued.notAfter.getTime() - now) / 2;
     this.certs.set(key, { cert, renewAt });
     // Renewal needs a rebuild even when nothing else changes.
     setTimeout(() => this.schedule(), Math.max(1000, renewAt - Date.now())).unref();
